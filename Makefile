@@ -1,0 +1,49 @@
+# The one entry point for people and CI. `make` alone prints the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEPS := pyproject.toml requirements/constraints.txt
+PORT ?= 8888
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help env lab test test-fast lint bench gpu-check clean
+
+help: ## Show this help
+	@echo "Second-Order Methods: make targets"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-11s %s\n", $$1, $$2}'
+
+$(STAMP): $(DEPS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -e '.[course,test,lint]'
+	@touch $(STAMP)
+
+env: $(STAMP) ## Create or update .venv/ (skipped in seconds when up to date)
+	@echo "environment ready: $(VENV)"
+
+lab: $(STAMP) ## Set up everything and open JupyterLab on the course (loopback)
+	@echo "Opening JupyterLab at http://127.0.0.1:$(PORT)/lab (the URL with its token is printed below)"
+	$(VENV)/bin/jupyter lab --no-browser --ip 127.0.0.1 --port $(PORT) --notebook-dir .
+
+test: $(STAMP) ## Set up everything and run the whole test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## Library tests only, skipping slow ones (day-to-day iteration)
+	$(PY) -m pytest -m "not slow" -x -q tests $(PYTEST_ARGS)
+
+lint: $(STAMP) ## Ruff: style, imports and docstrings
+	$(VENV)/bin/ruff check lib tests bench
+
+bench: $(STAMP) ## Benchmarks: a table of ratios against anchors measured in the same run
+	$(PY) -m bench
+
+gpu-check: $(STAMP) ## Device-marked tests and the GPU benchmark (needs CUDA)
+	@$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu-check needs a CUDA device; none found')"
+	$(PY) -m pytest -m gpu -q tests
+	$(PY) -m bench --device cuda
+
+clean: ## Remove the environment and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache build lib/*.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,361 @@
+r"""``minimize``: gradient descent, Newton and the quasi-Newton family behind one interface.
+
+Every method is a *direction rule* (how to turn the gradient into a search direction, and how to
+update its curvature model after a step) driven by one loop with a line search, so the methods
+differ only where the mathematics does. The loop records per iteration what the course teaches to
+watch: f, ‖g‖, step length, ‖s‖, sᵀy, the secant residual and whether the curvature update was
+accepted, skipped or damped.
+
+The loop is scale-invariant: multiplying ``f`` by any constant leaves the iterates unchanged (the
+first trial step has unit length, the curvature test compares sᵀy with ‖s‖‖y‖, and H₀ is rescaled
+by γ = sᵀy/yᵀy after the first step). Only the stopping test ``gtol`` is absolute, as in scipy.
+
+References
+----------
+.. [NW] J. Nocedal and S. J. Wright, *Numerical Optimization*, 2nd ed., Springer, 2006.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ._validation import check_positive, check_vector
+from .linesearch import LineSearchResult, backtracking, strong_wolfe
+from .quasi_newton import (
+    bfgs_inverse_update,
+    bfgs_update,
+    curvature_pair_accepted,
+    dfp_inverse_update,
+    initial_scaling,
+    powell_damped_y,
+    sr1_update,
+)
+from .two_loop import _two_loop
+
+METHODS = ("gd", "newton", "sr1", "bfgs", "dfp", "lbfgs")
+
+
+@dataclass
+class OptimizeResult:
+    """What :func:`minimize` returns.
+
+    Attributes
+    ----------
+    x : Tensor
+        Final iterate.
+    fun : float
+        f(x).
+    grad_norm : float
+        ‖∇f(x)‖∞, the quantity the stopping test compares with ``gtol``.
+    nit, nfev : int
+        Iterations and evaluations of f (each evaluation also gives the gradient).
+    success : bool
+        Whether the stopping test was met.
+    message : str
+        Why the run stopped.
+    trace : list of dict
+        One row per iteration: ``k, f, grad_norm, alpha, step_norm, sy, secant_residual, update,
+        nfev`` (``update`` is ``"accepted"``, ``"skipped"``, ``"damped"`` or ``"none"``).
+    """
+
+    x: Tensor
+    fun: float
+    grad_norm: float
+    nit: int
+    nfev: int
+    success: bool
+    message: str
+    trace: list[dict] = field(default_factory=list, repr=False)
+
+
+class _Direction:
+    """A direction rule: ``direction(x, g)`` and ``update(s, y, x_new, g_new)``."""
+
+    name = ""
+
+    def __init__(self, f, n, like, options):
+        self.f, self.options = f, options
+
+    def direction(self, x: Tensor, g: Tensor) -> Tensor:
+        return -g
+
+    def update(self, s, y, x_new, g_new) -> tuple[str, float]:
+        """Update the curvature model; return (verdict, secant residual or nan)."""
+        return "none", math.nan
+
+
+class _GradientDescent(_Direction):
+    name = "gd"
+
+
+class _Newton(_Direction):
+    """Newton's method with a Cholesky-based modification, Algorithm 3.3 of [NW]_."""
+
+    name = "newton"
+
+    def direction(self, x, g):
+        Hf = torch.func.hessian(self.f)(x.detach())           # (n, n)
+        Hf = 0.5 * (Hf + Hf.T)
+        eye = torch.eye(Hf.shape[0], dtype=Hf.dtype, device=Hf.device)
+        beta = 1e-3 * float(Hf.abs().max()) or 1e-3
+        diag_min = float(torch.diagonal(Hf).min())
+        tau = 0.0 if diag_min > 0 else -diag_min + beta
+        while True:
+            L, info = torch.linalg.cholesky_ex(Hf + tau * eye)
+            if int(info) == 0:
+                return -torch.cholesky_solve(g.unsqueeze(1), L).squeeze(1)
+            tau = max(2.0 * tau, beta)
+
+
+class _InverseQuasiNewton(_Direction):
+    """Dense inverse-Hessian approximation H, updated by BFGS or DFP."""
+
+    def __init__(self, f, n, like, options):
+        super().__init__(f, n, like, options)
+        self.H = torch.eye(n, dtype=like.dtype, device=like.device)
+        self.scaled = False
+        self.kernel = bfgs_inverse_update if self.name == "bfgs" else dfp_inverse_update
+
+    def direction(self, x, g):
+        return -(self.H @ g)
+
+    def update(self, s, y, x_new, g_new):
+        if not bool(curvature_pair_accepted(s, y, self.options["curvature_eps"])):
+            return "skipped", math.nan
+        if not self.scaled:                                  # H0 = γ I before the first update (6.20)
+            self.H = self.H * initial_scaling(s, y)
+            self.scaled = True
+        self.H = self.kernel(self.H, s, y)
+        return "accepted", float(torch.linalg.vector_norm(self.H @ y - s) / torch.linalg.vector_norm(s))
+
+
+class _BFGS(_InverseQuasiNewton):
+    name = "bfgs"
+
+
+class _DFP(_InverseQuasiNewton):
+    name = "dfp"
+
+
+class _SR1(_Direction):
+    """SR1 on the Hessian approximation B; falls back to −g where B gives no descent direction."""
+
+    name = "sr1"
+
+    def __init__(self, f, n, like, options):
+        super().__init__(f, n, like, options)
+        self.B = torch.eye(n, dtype=like.dtype, device=like.device)
+        self.scaled = False
+
+    def direction(self, x, g):
+        L, info = torch.linalg.cholesky_ex(self.B)
+        if int(info) != 0:                                   # B indefinite: -B⁻¹g need not descend
+            return -g
+        return -torch.cholesky_solve(g.unsqueeze(1), L).squeeze(1)
+
+    def update(self, s, y, x_new, g_new):
+        if not self.scaled and bool(curvature_pair_accepted(s, y, self.options["curvature_eps"])):
+            self.B = self.B / initial_scaling(s, y)
+            self.scaled = True
+        B_new = sr1_update(self.B, s, y, self.options["sr1_r"])
+        skipped = torch.equal(B_new, self.B)
+        self.B = B_new
+        if skipped:
+            return "skipped", math.nan
+        return "accepted", float(torch.linalg.vector_norm(self.B @ s - y) / torch.linalg.vector_norm(y))
+
+
+class _LBFGS(_Direction):
+    """Limited-memory BFGS: the last m pairs and the two-loop recursion, Algorithm 7.5 of [NW]_."""
+
+    name = "lbfgs"
+
+    def __init__(self, f, n, like, options):
+        super().__init__(f, n, like, options)
+        self.m = int(options["history_size"])
+        self.s_hist, self.y_hist, self.rho = [], [], []
+
+    def direction(self, x, g):
+        if not self.s_hist:
+            return -g
+        gamma = initial_scaling(self.s_hist[-1], self.y_hist[-1])
+        return -_two_loop(g, self.s_hist, self.y_hist, self.rho, gamma)
+
+    def update(self, s, y, x_new, g_new):
+        if not bool(curvature_pair_accepted(s, y, self.options["curvature_eps"])):
+            return "skipped", math.nan
+        if len(self.s_hist) == self.m:
+            del self.s_hist[0], self.y_hist[0], self.rho[0]
+        self.s_hist.append(s)
+        self.y_hist.append(y)
+        self.rho.append(1.0 / torch.dot(y, s))
+        return "accepted", math.nan
+
+
+class _DampedBFGS(_Direction):
+    """Direct-form BFGS with Powell damping (Procedure 18.2 of [NW]_): every pair is used."""
+
+    name = "bfgs-damped"
+
+    def __init__(self, f, n, like, options):
+        super().__init__(f, n, like, options)
+        self.B = torch.eye(n, dtype=like.dtype, device=like.device)
+
+    def direction(self, x, g):
+        return -torch.linalg.solve(self.B, g)
+
+    def update(self, s, y, x_new, g_new):
+        r = powell_damped_y(self.B, s, y, self.options["damping_threshold"])
+        verdict = "accepted" if torch.equal(r, y) else "damped"
+        self.B = bfgs_update(self.B, s, r)
+        return verdict, float(torch.linalg.vector_norm(self.B @ s - y) / torch.linalg.vector_norm(y))
+
+
+_RULES = {cls.name: cls for cls in (_GradientDescent, _Newton, _SR1, _BFGS, _DFP, _LBFGS, _DampedBFGS)}
+
+
+def _value_and_grad(f: Callable, jac: bool) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    if jac:
+        def fun(x):
+            fx, gx = f(x)
+            return fx.detach(), gx.detach()
+        return fun
+
+    def fun(x):
+        with torch.enable_grad():
+            xr = x.detach().requires_grad_(True)
+            fx = f(xr)
+            if not isinstance(fx, Tensor) or fx.numel() != 1:
+                raise ValueError(f"f must return a scalar tensor, got {type(fx).__name__} "
+                                 f"{tuple(getattr(fx, 'shape', ()))}")
+            (gx,) = torch.autograd.grad(fx, xr, allow_unused=True)
+        if gx is None:
+            gx = torch.zeros_like(xr)
+        return fx.detach().reshape(()), gx.detach()
+    return fun
+
+
+def minimize(f: Callable[[Tensor], Tensor], x0: Tensor, method: str = "bfgs", *, jac: bool = False,
+             gtol: float = 1e-5, max_iter: int | None = None, max_fev: int | None = None,
+             line_search: str = "strong_wolfe", c1: float = 1e-4, c2: float | None = None,
+             history_size: int = 10, curvature_eps: float = 1e-8, sr1_r: float = 1e-8,
+             damping_threshold: float = 0.2, callback: Callable[[dict], None] | None = None
+             ) -> OptimizeResult:
+    r"""Minimize a smooth function of a vector with a line-search method.
+
+    Iteration: :math:`d_k` from the method's rule, :math:`\alpha_k` from the line search,
+    :math:`x_{k+1} = x_k + \alpha_k d_k`, then the curvature model is updated with
+    :math:`s_k = x_{k+1} - x_k` and :math:`y_k = g_{k+1} - g_k`. Stops when
+    :math:`\|g_k\|_\infty \le` ``gtol``.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(x) -> scalar tensor``, differentiable by autograd; or ``f(x) -> (value, gradient)``
+        when ``jac=True``.
+    x0 : Tensor, shape (n,)
+        Starting point; its dtype and device are used throughout (float32 works).
+    method : str
+        ``"gd"`` (steepest descent), ``"newton"`` (exact Hessian by autograd, modified Cholesky),
+        ``"sr1"``, ``"bfgs"``, ``"dfp"``, ``"lbfgs"``, or ``"bfgs-damped"`` (direct BFGS with
+        Powell damping).
+    gtol : float
+        Stop when the largest gradient component is at most ``gtol`` (scipy's default test).
+    max_iter, max_fev : int, optional
+        Budgets; default ``200 * n`` iterations (at least 1000) and ``10 * max_iter`` evaluations.
+    line_search : str
+        ``"strong_wolfe"`` (Algorithms 3.5–3.6), ``"armijo"`` (backtracking), or ``"none"`` (unit step).
+    c1, c2 : float
+        Line-search constants; ``c2`` defaults to 0.9 (0.1 for ``"gd"``).
+    history_size : int
+        m for ``"lbfgs"``.
+    curvature_eps : float
+        Pairs with :math:`s^\top y \le \varepsilon\,\|s\|\|y\|` are skipped (scale-invariant test).
+    sr1_r, damping_threshold : float
+        SR1 skipping threshold (6.26) and Powell damping threshold (Procedure 18.2).
+    callback : callable, optional
+        Called with each trace row.
+
+    Returns
+    -------
+    OptimizeResult
+        Never raises on a bad objective value: a NaN objective ends with ``success=False`` and a
+        message that says where.
+    """
+    if method not in _RULES:
+        raise ValueError(f"method must be one of {sorted(_RULES)}, got {method!r}")
+    if line_search not in ("strong_wolfe", "armijo", "none"):
+        raise ValueError(f"line_search must be 'strong_wolfe', 'armijo' or 'none', got {line_search!r}")
+    x = check_vector("x0", x0).detach().clone()
+    gtol = check_positive("gtol", gtol, allow_zero=True)
+    n = x.shape[0]
+    max_iter = int(max_iter) if max_iter is not None else max(1000, 200 * n)
+    max_fev = int(max_fev) if max_fev is not None else 10 * max_iter
+    c2 = c2 if c2 is not None else (0.1 if method == "gd" else 0.9)
+    if history_size < 1:
+        raise ValueError(f"history_size must be ≥ 1, got {history_size!r}")
+    options = dict(history_size=history_size, curvature_eps=curvature_eps, sr1_r=sr1_r,
+                   damping_threshold=damping_threshold)
+    if method == "newton" and jac:
+        raise ValueError("method='newton' differentiates f twice by autograd, so it needs jac=False")
+    fun = _value_and_grad(f, jac)
+    rule = _RULES[method](f, n, x, options)
+
+    fx, g = fun(x)
+    nfev, trace = 1, []
+
+    def finish(success, message, k):
+        return OptimizeResult(x, float(fx), float(g.abs().max()), k, nfev, success, message, trace)
+
+    if not (math.isfinite(float(fx)) and bool(torch.isfinite(g).all())):
+        return finish(False, f"f or its gradient is not finite at x0 (f(x0) = {float(fx)})", 0)
+    for k in range(max_iter):
+        if float(g.abs().max()) <= gtol:
+            return finish(True, f"converged: ‖g‖∞ ≤ gtol = {gtol:g}", k)
+        if nfev >= max_fev:
+            return finish(False, f"stopped: {nfev} function evaluations reached max_fev", k)
+        d = rule.direction(x, g)
+        if not float(torch.dot(g, d)) < 0:                    # safeguard: the rule gave no descent
+            d = -g
+        # First step of unit length (scale-invariant); afterwards the natural step α = 1.
+        alpha0 = 1.0 / float(torch.linalg.vector_norm(d)) if k == 0 and method != "newton" else 1.0
+        if method == "gd" and trace:                          # GD: reuse the last step length (3.60)
+            alpha0 = trace[-1]["alpha"] * max(0.1, min(10.0, trace[-1]["dphi"] / float(torch.dot(g, d))))
+        budget = max(1, min(25, max_fev - nfev))
+        if line_search == "strong_wolfe":
+            ls = strong_wolfe(fun, x, d, fx, g, alpha0=alpha0, c1=c1, c2=c2, max_evals=budget)
+        elif line_search == "armijo":
+            ls = backtracking(fun, x, d, fx, g, alpha0=alpha0, c1=c1, max_evals=budget)
+        else:
+            ls = _unit_step(fun, x, d, alpha0)
+        nfev += ls.nfev
+        if ls.alpha == 0.0 or not math.isfinite(float(ls.f)):
+            why = {"nonfinite": "f is NaN or infinite everywhere along the search direction",
+                   "not_descent": "the search direction is not a descent direction"}.get(
+                       ls.status, f"the line search found no acceptable step ({ls.status}); at "
+                       f"‖g‖∞ = {float(g.abs().max()):.1e} the changes in f may be below its rounding "
+                       "error (precision loss): loosen gtol or use float64")
+            return finish(False, f"stopped at iteration {k}: {why}", k)
+        s, y = ls.x - x, ls.g - g                             # (n,), (n,)
+        verdict, residual = rule.update(s, y, ls.x, ls.g)
+        row = dict(k=k, f=float(ls.f), grad_norm=float(ls.g.abs().max()), alpha=ls.alpha,
+                   step_norm=float(torch.linalg.vector_norm(s)), sy=float(torch.dot(s, y)),
+                   secant_residual=residual, update=verdict, nfev=nfev, dphi=float(torch.dot(g, d)))
+        trace.append(row)
+        if callback is not None:
+            callback(row)
+        x, fx, g = ls.x, ls.f, ls.g
+    return finish(float(g.abs().max()) <= gtol, f"stopped: max_iter = {max_iter} iterations reached",
+                  max_iter)
+
+
+def _unit_step(fun, x, d, alpha):
+    xa = x + alpha * d
+    fa, ga = fun(xa)
+    status = "converged" if math.isfinite(float(fa)) else "nonfinite"
+    return LineSearchResult(alpha if status == "converged" else 0.0, xa, fa, ga, 1, status)
