@@ -9,7 +9,7 @@ PORT ?= 8888
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help env lab test test-fast lint bench gpu-check clean
+.PHONY: help env lab test test-fast lint bench gpu-check clean assignments grade selftest
 
 help: ## Show this help
 	@echo "Second-Order Methods: make targets"
@@ -30,11 +30,21 @@ lab: $(STAMP) ## Set up everything and open JupyterLab on the course (loopback)
 test: $(STAMP) ## Set up everything and run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## Library tests only, skipping slow ones (day-to-day iteration)
-	$(PY) -m pytest -m "not slow" -x -q tests $(PYTEST_ARGS)
+test-fast: $(STAMP) ## Everything but the slow tests (notebooks, grading runs): for day-to-day work
+	$(PY) -m pytest -m "not slow" -x -q $(PYTEST_ARGS)
 
 lint: $(STAMP) ## Ruff: style, imports and docstrings
-	$(VENV)/bin/ruff check lib tests bench
+	$(VENV)/bin/ruff check lib tests bench autograder
+
+assignments: $(STAMP) ## Regenerate assignments/ (student release) and solutions/ from course/
+	$(PY) -m autograder build $(SECTIONS)
+
+grade: $(STAMP) ## Grade submissions: make grade SUBMISSIONS=export.zip [OUT=grading] [ARGS=--force]
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder or zip> [OUT=grading]"; exit 2; }
+	$(PY) -m autograder grade "$(SUBMISSIONS)" --out "$(or $(OUT),grading)" $(ARGS)
+
+selftest: $(STAMP) ## Grade every section's solution, blank release and mutants; print the mutation score
+	$(PY) -m autograder selftest $(SECTIONS)
 
 bench: $(STAMP) ## Benchmarks: a table of ratios against anchors measured in the same run
 	$(PY) -m bench

@@ -143,3 +143,17 @@ def test_bad_arguments():
         so.minimize(rosenbrock, x0, "lbfgs", history_size=0)
     with pytest.raises(ValueError, match="jac=False"):
         so.minimize(lambda x: ((x ** 2).sum(), 2 * x), x0, "newton", jac=True)
+
+
+@pytest.mark.parametrize("shift", [1.0, 1e2])
+def test_unscaled_h0_matches_scipy_on_ill_conditioned_quadratics(shift):
+    """With H0 = I and the (3.60) initial step, BFGS costs what scipy's does (the documented trade-off)."""
+    from secondorder.problems import quadratic
+    n = 40
+    p = quadratic(n, spectrum=torch.logspace(0, 3, n, dtype=torch.float64) * shift)
+    A, b = p.A.numpy(), p.b.numpy()
+    ref = scipy.optimize.minimize(lambda x: (0.5 * x @ A @ x - b @ x, A @ x - b), np.zeros(n), jac=True,
+                                  method="BFGS", options=dict(gtol=1e-5 * shift))
+    res = so.minimize(p.f, p.x0, "bfgs", gtol=1e-5 * shift, scale_h0=False)
+    assert res.success and res.nfev <= 1.2 * ref.nfev, (res.nfev, ref.nfev)
+    torch.testing.assert_close(res.x, p.x_star, rtol=1e-4, atol=1e-6)

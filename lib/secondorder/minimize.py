@@ -118,7 +118,7 @@ class _InverseQuasiNewton(_Direction):
     def __init__(self, f, n, like, options):
         super().__init__(f, n, like, options)
         self.H = torch.eye(n, dtype=like.dtype, device=like.device)
-        self.scaled = False
+        self.scaled = not options["scale_h0"]
         self.kernel = bfgs_inverse_update if self.name == "bfgs" else dfp_inverse_update
 
     def direction(self, x, g):
@@ -150,7 +150,7 @@ class _SR1(_Direction):
     def __init__(self, f, n, like, options):
         super().__init__(f, n, like, options)
         self.B = torch.eye(n, dtype=like.dtype, device=like.device)
-        self.scaled = False
+        self.scaled = not options["scale_h0"]
 
     def direction(self, x, g):
         L, info = torch.linalg.cholesky_ex(self.B)
@@ -244,8 +244,8 @@ def minimize(f: Callable[[Tensor], Tensor], x0: Tensor, method: str = "bfgs", *,
              gtol: float = 1e-5, max_iter: int | None = None, max_fev: int | None = None,
              line_search: str = "strong_wolfe", c1: float = 1e-4, c2: float | None = None,
              history_size: int = 10, curvature_eps: float = 1e-8, sr1_r: float = 1e-8,
-             damping_threshold: float = 0.2, callback: Callable[[dict], None] | None = None
-             ) -> OptimizeResult:
+             damping_threshold: float = 0.2, scale_h0: bool = True,
+             callback: Callable[[dict], None] | None = None) -> OptimizeResult:
     r"""Minimize a smooth function of a vector with a line-search method.
 
     Iteration: :math:`d_k` from the method's rule, :math:`\alpha_k` from the line search,
@@ -278,6 +278,14 @@ def minimize(f: Callable[[Tensor], Tensor], x0: Tensor, method: str = "bfgs", *,
         Pairs with :math:`s^\top y \le \varepsilon\,\|s\|\|y\|` are skipped (scale-invariant test).
     sr1_r, damping_threshold : float
         SR1 skipping threshold (6.26) and Powell damping threshold (Procedure 18.2).
+    scale_h0 : bool
+        For ``"sr1"``, ``"bfgs"`` and ``"dfp"``: rescale the initial matrix by
+        :math:`\gamma = s^\top y / y^\top y` after the first step ((6.20) in [NW]_), which makes the
+        iterates independent of the scale of ``f``. With ``False`` the initial matrix stays
+        :math:`I` and each line search starts from :math:`\min(1, 1.01 \cdot 2 (f_k - f_{k-1}) /
+        \phi'(0))` ((3.60) in [NW]_), as scipy does: often fewer iterations when the Hessian's
+        eigenvalues are at least about 1 (``I`` then overestimates the inverse, which BFGS corrects
+        quickly; an underestimate it corrects slowly), but not scale-invariant.
     callback : callable, optional
         Called with each trace row.
 
@@ -300,13 +308,14 @@ def minimize(f: Callable[[Tensor], Tensor], x0: Tensor, method: str = "bfgs", *,
     if history_size < 1:
         raise ValueError(f"history_size must be ≥ 1, got {history_size!r}")
     options = dict(history_size=history_size, curvature_eps=curvature_eps, sr1_r=sr1_r,
-                   damping_threshold=damping_threshold)
+                   damping_threshold=damping_threshold, scale_h0=scale_h0)
     if method == "newton" and jac:
         raise ValueError("method='newton' differentiates f twice by autograd, so it needs jac=False")
     fun = _value_and_grad(f, jac)
     rule = _RULES[method](f, n, x, options)
 
     fx, g = fun(x)
+    f_start = float(fx)
     nfev, trace = 1, []
 
     def finish(success, message, k):
@@ -326,6 +335,11 @@ def minimize(f: Callable[[Tensor], Tensor], x0: Tensor, method: str = "bfgs", *,
         alpha0 = 1.0 / float(torch.linalg.vector_norm(d)) if k == 0 and method != "newton" else 1.0
         if method == "gd" and trace:                          # GD: reuse the last step length (3.60)
             alpha0 = trace[-1]["alpha"] * max(0.1, min(10.0, trace[-1]["dphi"] / float(torch.dot(g, d))))
+        elif not scale_h0 and trace and method in ("sr1", "bfgs", "dfp"):
+            # Predict the step from the last decrease, as if it will repeat (3.60); capped at 1.
+            f_prev = trace[-2]["f"] if len(trace) > 1 else f_start
+            guess = 1.01 * 2.0 * (float(fx) - f_prev) / float(torch.dot(g, d))
+            alpha0 = min(1.0, guess) if guess > 0 else 1.0
         budget = max(1, min(25, max_fev - nfev))
         if line_search == "strong_wolfe":
             ls = strong_wolfe(fun, x, d, fx, g, alpha0=alpha0, c1=c1, c2=c2, max_evals=budget)

@@ -1,0 +1,52 @@
+"""Command line: ``python -m autograder grade SUBMISSIONS [--assignment ID] [--out DIR] [--force]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("grade", help="grade submissions laid out <student_id>/<assignment_id>/<notebook>.ipynb")
+    g.add_argument("submissions", type=Path, help="a folder, or a .zip of one as an LMS exports")
+    g.add_argument("--assignment", help="grade only this assignment (default: every one found)")
+    g.add_argument("--out", type=Path, default=Path("grading"), help="grading folder (default: ./grading)")
+    g.add_argument("--force", action="store_true", help="regrade students that were already graded")
+    g.add_argument("--jobs", type=int, default=None, help="parallel submissions (default: one per core)")
+    b = sub.add_parser("build", help="regenerate assignments/ and solutions/ from course/")
+    b.add_argument("assignments", nargs="*", help="section folders (default: all)")
+    b.add_argument("--check", action="store_true", help="only report what is out of date")
+    s = sub.add_parser("selftest", help="grade each section's solution, blank release and mutants")
+    s.add_argument("sections", nargs="*", help="section folders (default: all)")
+    args = parser.parse_args(argv)
+
+    if args.command == "selftest":
+        from .selftest import main as selftest
+        return selftest(args.sections or None)
+
+    if args.command == "build":
+        from .build import build
+        return build(args.assignments or None, check=args.check)
+
+    from .grade import Grader
+    from .submissions import SubmissionsError
+    try:
+        rows = Grader(args.out, jobs=args.jobs, force=args.force).grade(args.submissions, args.assignment)
+    except SubmissionsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    counts = Counter(r["status"] for r in rows)
+    students = len({r["student_id"] for r in rows})
+    print(f"graded {students} students, {len(rows)} graded cells: "
+          + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    print(f"grades: {args.out / 'grades.csv'}; feedback: {args.out / 'feedback'}; gradebook: "
+          f"{args.out / 'gradebook.db'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Grade one graded function in a fresh, sandboxed process and judge its outputs here.
+
+The student's answer cell (plus the imports of the instructor's cells above it) runs in a new
+Python process inside the sandbox, with the course library replaced by a stub. That process only
+*computes*: it calls the function on each case's arguments and saves what came back. Every
+comparison happens in the grader's own process, which never ran student code, so patching
+``numpy.allclose`` or ``torch.allclose`` in the submission changes nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+from secondorder.exercises import CaseResult, Exercise, Verdict
+
+from .sandbox import Limits, Sandbox
+
+HERE = Path(__file__).resolve().parent
+ANSWER_TIMEOUT_S = 30.0      # interpreter start, torch import, the setup imports and the answer cell
+MEMORY_BYTES = 2 * 2**30
+
+
+def _load(path: Path):
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as exc:  # a file the student's process wrote is data, never trusted code
+        return {"error": f"UnreadableResult: {type(exc).__name__}: {exc}"}
+
+
+def check_function(exercise: Exercise, answer: str, setup: list[str], workdir: Path, sandbox: Sandbox,
+                   extra_hide: list[Path] = (), python: str = sys.executable) -> Verdict:
+    """Run ``answer`` on every case of ``exercise`` in ``sandbox`` and judge the results."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    cases = exercise.cases()
+    args = [case.make_args() for case in cases]
+    encode = getattr(exercise, "encode_args", None)
+    torch.save({"name": exercise.name, "setup": list(setup), "answer": answer,
+                "cases": [encode(a) if encode else a for a in args]}, workdir / "request.pt")
+    shutil.copy(HERE / "child_runner.py", workdir / "child_runner.py")
+    verdict = Verdict(exercise.name)
+    outcomes: dict[int, CaseResult] = {}
+    start = 0
+    while start < len(cases):
+        budget = ANSWER_TIMEOUT_S + sum(c.timeout_s for c in cases[start:])
+        running = sandbox.start([python, "child_runner.py", "request.pt", str(start)], workdir,
+                                Limits(wall_s=budget, memory_bytes=MEMORY_BYTES), extra_hide=extra_hide)
+        killed_case = _watch(running, workdir, cases, start)
+        outcome = running.wait()
+        answer_state = _load(workdir / "answer.pt") if (workdir / "answer.pt").exists() else None
+        if answer_state is None or answer_state.get("error"):
+            if answer_state is None:
+                why = ("the answer cell did not finish within "
+                       f"{ANSWER_TIMEOUT_S:.0f} s (an infinite loop in the cell?)" if outcome.timed_out
+                       else _death(outcome, "while running the answer cell"))
+                status = "timeout" if outcome.timed_out else "error"
+            else:
+                why, status = answer_state["error"], None
+            for case, a in zip(cases, args):
+                if status is None:
+                    verdict.results.append(_answer_failed(exercise, case, a, why))
+                else:
+                    verdict.results.append(CaseResult(case, False, why, status))
+            return verdict
+        for i in range(start, len(cases)):
+            if (workdir / f"case_{i}.pt").exists() and i not in outcomes:
+                outcomes[i] = _judge(exercise, cases[i], args[i], _load(workdir / f"case_{i}.pt"))
+        missing = [i for i in range(start, len(cases)) if i not in outcomes]
+        if not missing:
+            break
+        j = missing[0]
+        if killed_case == j or (outcome.timed_out and (workdir / f"case_{j}.started").exists()):
+            outcomes[j] = CaseResult(cases[j], False, f"did not return within {cases[j].timeout_s:g} s", "timeout")
+        else:
+            outcomes[j] = CaseResult(cases[j], False, _death(outcome, "during this case"), "error")
+        start = j + 1
+        if j > 0 and j - 1 in outcomes and outcomes[j - 1].status == outcomes[j].status \
+                and outcomes[j].status in ("timeout", "error") and not (workdir / f"case_{j - 1}.pt").exists():
+            # Two cases in a row hung or killed the process: the rest would too. Don't wait for each.
+            for i in range(start, len(cases)):
+                outcomes[i] = CaseResult(cases[i], False, f"not run: the previous cases failed the same way "
+                                         f"({outcomes[j].message})", outcomes[j].status)
+            break
+    verdict.results = [outcomes[i] for i in range(len(cases))]
+    return verdict
+
+
+def _watch(running, workdir: Path, cases, start: int) -> int | None:
+    """Kill the child when one case overruns its own time limit; return that case's index."""
+    while running.poll() is None:
+        if not (workdir / "answer.pt").exists():
+            if running.elapsed() > ANSWER_TIMEOUT_S:
+                running.kill()
+                return None
+        else:
+            for i in range(start, len(cases)):
+                marker = workdir / f"case_{i}.started"
+                if marker.exists() and not (workdir / f"case_{i}.pt").exists():
+                    if time.time() - marker.stat().st_mtime > cases[i].timeout_s:
+                        running.kill()
+                        return i
+                    break
+        time.sleep(0.05)
+    return None
+
+
+def _death(outcome, when: str) -> str:
+    if outcome.oom or outcome.returncode in (-9, 137):
+        return (f"the process was killed {when}: it went over the {MEMORY_BYTES // 2**30} GiB memory limit "
+                "(building a large dense matrix?)")
+    if outcome.timed_out:
+        return f"the process ran out of time {when}"
+    tail = outcome.stderr.strip().splitlines()[-1:] or [""]
+    return f"the process exited with status {outcome.returncode} {when} {tail[0]}".strip()
+
+
+def _answer_failed(exercise: Exercise, case, args, error: str) -> CaseResult:
+    if error.startswith("MissingFunction"):
+        return CaseResult(case, False, error.split(":", 1)[1].strip(), "missing")
+    return exercise.judge(case, args, None, error=f"the answer cell raised {error}")
+
+
+def _judge(exercise: Exercise, case, args, result: dict) -> CaseResult:
+    if result.get("error"):
+        return exercise.judge(case, args, None, error=result["error"])
+    decode_after = result.get("args_after")
+    return exercise.judge(case, args, result.get("out"), args_after=tuple(decode_after) if decode_after else None,
+                          calls=result.get("calls"))

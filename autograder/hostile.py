@@ -1,0 +1,164 @@
+"""The corpus of hostile submissions and the status each must get.
+
+Each entry turns a correct submission of a section (the release with every answer filled in) into a
+hostile one. The self-test grades them all in one run, next to an honest submission, and checks
+that each gets its documented status, that no one else's grade changes, and that no file outside
+the grading folder changes. ``FUNCTION`` is the graded function the entry targets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import nbformat
+from nbformat.v4 import new_code_cell
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """One hostile submission: how it is made, and what the grade must say."""
+
+    name: str
+    what: str
+    make: Callable[[nbformat.NotebookNode, str, str], nbformat.NotebookNode | bytes]
+    status: str            # the status of the targeted test cell
+    full_marks: bool       # whether the targeted test cell keeps its full score
+
+
+def _copy(nb):
+    return nbformat.from_dict(json.loads(json.dumps(nb)))
+
+
+def _cell(nb, grade_id):
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def _index(nb, grade_id):
+    return next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def _insert_after(nb, grade_id, source):
+    nb = _copy(nb)
+    nb.cells.insert(_index(nb, grade_id) + 1, new_code_cell(source))
+    return nb
+
+
+def _answer(nb, fn, source):
+    nb = _copy(nb)
+    _cell(nb, fn).source = source
+    return nb
+
+
+def _corrupt(nb, fn, answer):
+    return json.dumps(nb)[: len(json.dumps(nb)) // 2].encode()
+
+
+def _delete_test(nb, fn, answer):
+    nb = _copy(nb)
+    del nb.cells[_index(nb, f"test_{fn}")]
+    return nb
+
+
+def _rename_test(nb, fn, answer):
+    nb = _copy(nb)
+    _cell(nb, f"test_{fn}").metadata["nbgrader"]["grade_id"] = "test_renamed"
+    return nb
+
+
+def _retype_test(nb, fn, answer):
+    nb = _copy(nb)
+    i = _index(nb, f"test_{fn}")
+    old = nb.cells[i]
+    nb.cells[i] = nbformat.v4.new_markdown_cell(old.source, metadata=old.metadata)
+    return nb
+
+
+def _loop_inside(nb, fn, answer):
+    head = answer.split(":", 1)[0]
+    return _answer(nb, fn, head + ":\n    while True:\n        pass\n")
+
+
+def _loop_after(nb, fn, answer):
+    return _answer(nb, fn, answer + "\n\nwhile True:\n    pass\n")
+
+
+def _exit_after(nb, fn, answer):
+    return _insert_after(nb, fn, "import os\nos._exit(1)")
+
+
+def _exit_inside(nb, fn, answer):
+    return _answer(nb, fn, answer + "\n\nimport os\nos._exit(3)\n")
+
+
+def _memory_bomb_after(nb, fn, answer):
+    return _insert_after(nb, fn, "hog = []\nwhile True:\n    hog.append(bytearray(2**28))")
+
+
+def _memory_bomb_inside(nb, fn, answer):
+    head = answer.split(":", 1)[0]
+    return _answer(nb, fn, head + ":\n    hog = []\n    while True:\n        hog.append(bytearray(2**28))\n")
+
+
+def _fork_bomb(nb, fn, answer):
+    return _insert_after(nb, fn, "import os\nfor _ in range(10000):\n    try:\n        os.fork()\n"
+                                 "    except OSError:\n        break")
+
+
+def _patch_allclose(nb, fn, answer):
+    wrong = answer.replace("return", "return 0 *", 1) if "return" in answer else answer
+    nb = _answer(nb, fn, wrong)
+    return _insert_after(nb, "setup", "import numpy\nimport torch\nnumpy.allclose = lambda *a, **k: True\n"
+                                      "torch.allclose = lambda *a, **k: True\ntorch.equal = lambda *a, **k: True")
+
+
+def _delegate(nb, fn, answer):
+    head = answer.split(":", 1)[0]
+    params = head[head.index("(") + 1: head.rindex(")")]
+    names = ", ".join(p.split("=")[0].strip() for p in params.split(","))
+    return _answer(nb, fn, f"import secondorder\n\n{head}:\n    return secondorder.{fn}({names})\n")
+
+
+def _write_outside(nb, fn, answer):
+    return _insert_after(nb, fn, "import pathlib, secondorder\n"
+                                 "root = pathlib.Path(secondorder.__file__).resolve().parents[2]\n"
+                                 "for p in [root / 'README.md', root / 'course' / 'pwned.txt', "
+                                 "pathlib.Path('/tmp/../root/pwned')]:\n"
+                                 "    try:\n        p.write_text('pwned')\n    except OSError as e:\n"
+                                 "        print('blocked:', e)")
+
+
+def _read_gradebook(nb, fn, answer):
+    return _insert_after(nb, fn, "import glob\nfound = glob.glob('/**/gradebook.db', recursive=True)\n"
+                                 "print(found)\nfor f in found:\n    open(f, 'wb').write(b'')")
+
+
+def _stderr_noise(nb, fn, answer):
+    return _answer(nb, fn, "import sys\nimport warnings\n" + answer.replace(
+        ":\n", ":\n    warnings.warn('a harmless warning')\n    print('noise', file=sys.stderr)\n", 1))
+
+
+CORPUS = [
+    Hostile("corrupted_json", "the file is cut in half", _corrupt, "error", False),
+    Hostile("deleted_test_cell", "the test cell was deleted", _delete_test, "tampered", True),
+    Hostile("renamed_test_cell", "the test cell's grade_id was changed", _rename_test, "tampered", True),
+    Hostile("retyped_test_cell", "the test cell was turned into markdown", _retype_test, "tampered", True),
+    Hostile("loop_inside_answer", "the graded function never returns", _loop_inside, "timeout", False),
+    Hostile("loop_after_answer", "a correct function, then `while True` in the same cell", _loop_after,
+            "timeout", False),
+    Hostile("exit_after_answer", "os._exit in a later cell kills the kernel", _exit_after, "ok", True),
+    Hostile("exit_in_answer_cell", "os._exit inside the answer cell", _exit_inside, "error", False),
+    Hostile("memory_bomb_after", "a later cell allocates without bound", _memory_bomb_after, "ok", True),
+    Hostile("memory_bomb_in_function", "the graded function allocates without bound", _memory_bomb_inside,
+            "error", False),
+    Hostile("fork_bomb", "a later cell forks without bound", _fork_bomb, "ok", True),
+    Hostile("patched_allclose", "a wrong answer plus numpy/torch comparisons patched to always agree",
+            _patch_allclose, "tampered", False),
+    Hostile("delegation", "the answer calls the course library's reference", _delegate, "delegated", False),
+    Hostile("write_outside", "a cell writes to the repository and outside its folder", _write_outside,
+            "ok", True),
+    Hostile("stderr_noise", "a correct answer that writes warnings to stderr", _stderr_noise, "ok", True),
+    Hostile("read_gradebook", "a cell searches for the gradebook and overwrites it", _read_gradebook,
+            "ok", True),
+]

@@ -1,0 +1,11 @@
+"""The skip test uses < instead of ≤, so v = 0 divides 0 by 0."""
+EXPECT = "with ≤, not <"
+import torch
+
+
+def sr1_update(B, s, y, r=1e-8):
+    v = y - B @ s
+    vs = v @ s
+    if abs(vs) < r * torch.linalg.vector_norm(s) * torch.linalg.vector_norm(v):
+        return B.clone()
+    return B + torch.outer(v, v) / vs

@@ -1,0 +1,114 @@
+"""Hessian-vector product cost in gradients, per method, beside curvlinops' HessianLinearOperator.
+
+``python -m bench.hvp [--device cuda]``. The "ours" column is HVP time / gradient time for
+``model_hvp`` with each method on two ~1M-parameter tanh MLPs (see :func:`matmul_floor` for the
+ratio their matrix products alone imply); the anchor is the same ratio for
+curvlinops' ``HessianLinearOperator @ v`` (forward over reverse: ``torch.func.jvp`` of ``jacrev``,
+under ``vmap``), measured in the same run. Times interleave the candidates over several rounds and
+keep each one's best, so a machine shared with other work penalizes them alike.
+"""
+
+import argparse
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from secondorder.curvature import HVP_METHODS, model_hvp
+from secondorder.problems import build_mlp
+from torch import nn
+
+from bench.timing import best_time
+
+#: Two ~1M-parameter tanh MLPs: a deep one, and an MNIST-shaped one whose first layer dominates.
+ARCHITECTURES = {"deep": (256, 1024, 512, 256, 10), "wide-input": (784, 1024, 256, 10)}
+BATCH = 512
+DEFAULT = HVP_METHODS[0]
+
+
+def matmul_floor(sizes) -> float:
+    """Matrix-multiply work of a double-backward HVP over that of a gradient, for an MLP.
+
+    Per ``Linear`` layer (one unit = one ``B × in × out`` product) a gradient takes the forward
+    product and the weight gradient, plus the input gradient except in the first layer: 2 or 3
+    units. Double backward adds the graph of the first backward pass: 4 units in the first layer
+    (forward, weight gradient, and the second pass through both), 9 in the others. The ratio is a
+    floor that elementwise work (tanh, softmax) only raises; forward-over-reverse does the same
+    products (its tangents mirror the second pass).
+    """
+    units = [(4, 2) if i == 0 else (9, 3) for i in range(len(sizes) - 1)]
+    work = [a * b for a, b in zip(sizes[:-1], sizes[1:])]
+    return sum(u[0] * w for u, w in zip(units, work)) / sum(u[1] * w for u, w in zip(units, work))
+
+
+def _interleaved_best(fns: dict, rounds: int, device) -> dict:
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            best[name] = min(best[name], best_time(fn, repeat=3, device=device))
+    return best
+
+
+def _candidates(model, X, y, vectors) -> dict:
+    """The functions to time: one gradient, ``model_hvp`` by each method, curvlinops' matvec."""
+    params, loss_fn = list(model.parameters()), nn.CrossEntropyLoss()
+    fns = {"gradient": lambda: torch.autograd.grad(F.cross_entropy(model(X), y), params)}
+    for method in HVP_METHODS:
+        fns[method] = partial(model_hvp, model, loss_fn, (X, y), vectors, method=method)
+    try:
+        from curvlinops import HessianLinearOperator
+    except ImportError:  # the anchor is optional (the `test` extra installs it)
+        return fns
+    H = HessianLinearOperator(model, loss_fn, params, [(X, y)], check_deterministic=False)
+    fns["curvlinops"] = partial(H.__matmul__, torch.cat([v.reshape(-1) for v in vectors]))
+    return fns
+
+
+def _flat(tensors) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])  # (n,)
+
+
+def run(device="cpu", dtypes=(torch.float32, torch.float64), rounds: int = 3) -> list[dict]:
+    rows = []
+    for (arch, sizes), dtype in ((a, d) for a in ARCHITECTURES.items() for d in dtypes):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = build_mlp(sizes).to(dtype=dtype, device=device)
+        gen = torch.Generator().manual_seed(1)
+        X = torch.randn(BATCH, sizes[0], generator=gen, dtype=dtype).to(device)  # (B, d)
+        y = torch.randint(0, sizes[-1], (BATCH,), generator=gen).to(device)  # (B,)
+        vectors = [torch.randn(p.shape, generator=gen, dtype=dtype).to(device) for p in model.parameters()]
+        n = sum(v.numel() for v in vectors)
+        fns = _candidates(model, X, y, vectors)
+        t = _interleaved_best(fns, rounds, device)
+        anchor = t["curvlinops"] / t["gradient"] if "curvlinops" in t else float("nan")
+        exact = _flat(fns[DEFAULT]())  # (n,)
+        for method in HVP_METHODS:
+            ours = t[method] / t["gradient"]
+            note = f"gradient {t['gradient'] * 1e3:.1f} ms, HVP {t[method] * 1e3:.1f} ms"
+            if method == DEFAULT:
+                note += f", matmul floor {matmul_floor(sizes):.2f}"
+            else:
+                err = torch.linalg.vector_norm(_flat(fns[method]()) - exact) / torch.linalg.vector_norm(exact)
+                note += f", relative difference to {DEFAULT} {float(err):.1e}"
+            rows.append(dict(benchmark="HVP time / gradient time (anchor: curvlinops HessianLinearOperator)",
+                             case=f"{method}, {arch} tanh MLP {'-'.join(map(str, sizes))} "
+                                  f"(n={n / 1e6:.2f}M), B={BATCH}, "
+                                  f"{str(dtype).removeprefix('torch.')}, {device}",
+                             ours=ours, anchor=anchor, ratio=ours / anchor,
+                             target="≤ 2.2" if method == DEFAULT else "info", note=note))
+    return rows
+
+
+def main(argv=None) -> int:
+    from bench.__main__ import print_table
+
+    parser = argparse.ArgumentParser(prog="python -m bench.hvp", description=__doc__)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    args = parser.parse_args(argv)
+    print(f"# HVP cost — torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads\n")
+    print_table(run(device=args.device))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

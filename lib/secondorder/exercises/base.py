@@ -1,0 +1,200 @@
+"""The pieces every graded exercise is made of: cases, an exercise, a verdict.
+
+A graded exercise is a function the student writes with the same name and signature as a reference
+in ``secondorder``. It is checked on a catalogue of seeded cases: each case builds its arguments
+deterministically, the student's output is compared with the reference's by the property checks in
+:mod:`secondorder.testing`, and when they disagree the exercise tries to *name the misconception*
+("s and y look swapped") by comparing the output with what typical wrong answers would return.
+
+The same catalogue serves the notebook's visible checks, the hidden checks and the autograder, which
+runs the student's function in a separate process and compares its outputs here, in a process the
+submission never touched.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Case:
+    """One seeded test case of an exercise.
+
+    Attributes
+    ----------
+    id : str
+        Unique within the exercise, e.g. ``"secant/n=5/float64"``.
+    group : str
+        The property it tests, shown to the student ("secant equation", "skip rule", ...).
+    make_args : callable
+        ``make_args() -> tuple`` of positional arguments, identical on every call.
+    hidden : bool
+        Hidden cases run only in the hidden tests and the autograder.
+    timeout_s : float
+        Wall-clock budget for one call of the student's function in the autograder.
+    """
+
+    id: str
+    group: str
+    make_args: Callable[[], tuple]
+    hidden: bool = False
+    timeout_s: float = 10.0
+
+
+@dataclass
+class CaseResult:
+    """Outcome of one case: passed or not, and the message that explains a failure."""
+
+    case: Case
+    passed: bool
+    message: str = ""
+    status: str = "ok"      # ok | failed | error | timeout | delegated | missing
+
+
+@dataclass
+class Verdict:
+    """Outcome of all cases of one exercise for one submission."""
+
+    name: str
+    results: list[CaseResult] = field(default_factory=list)
+
+    @property
+    def fraction(self) -> float:
+        """Share of cases passed, in [0, 1]."""
+        return sum(r.passed for r in self.results) / max(len(self.results), 1)
+
+    @property
+    def status(self) -> str:
+        """``ok`` when every case passed, otherwise the most telling failure status."""
+        order = ("delegated", "missing", "timeout", "error", "failed")
+        statuses = {r.status for r in self.results if not r.passed}
+        return next((s for s in order if s in statuses), "ok")
+
+    def summary(self, limit: int = 3) -> str:
+        """A short explanation: what passed, and the first few failures with their messages."""
+        failed = [r for r in self.results if not r.passed]
+        head = f"{self.name}: {len(self.results) - len(failed)}/{len(self.results)} checks passed"
+        if not failed:
+            return head
+        lines = [head]
+        seen = set()
+        for r in failed:
+            if r.message in seen:
+                continue
+            seen.add(r.message)
+            lines.append(f"- [{r.case.group}] {r.message}")
+            if len(seen) >= limit:
+                break
+        return "\n".join(lines)
+
+
+def clone_args(args: Sequence) -> tuple:
+    """Deep copy of an argument tuple (tensors cloned, lists copied) so a call cannot alter the original."""
+    def copy(a):
+        if isinstance(a, Tensor):
+            return a.clone()
+        if isinstance(a, list | tuple):
+            return type(a)(copy(x) for x in a)
+        return a
+    return tuple(copy(a) for a in args)
+
+
+def args_equal(a, b) -> bool:
+    """Exact equality of two argument structures (NaNs compare equal)."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        return a.shape == b.shape and a.dtype == b.dtype and torch.equal(
+            torch.nan_to_num(a, nan=1.2345e-7), torch.nan_to_num(b, nan=1.2345e-7))
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(args_equal(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+class Exercise:
+    """A graded function: its reference, its cases, and how to compare and diagnose.
+
+    Subclasses set :attr:`name` and :attr:`reference` and implement :meth:`cases` and
+    :meth:`compare`; :meth:`diagnose` is optional.
+    """
+
+    name: str = ""
+    reference: Callable = None
+    arg_names: tuple[str, ...] = ()
+
+    def cases(self) -> list[Case]:
+        """The catalogue, visible cases first."""
+        raise NotImplementedError
+
+    def compare(self, case: Case, args: tuple, out, expected) -> None:
+        """Raise AssertionError with a teaching message when ``out`` is wrong for ``args``."""
+        raise NotImplementedError
+
+    def check_calls(self, case: Case, args: tuple, calls: list[int] | None) -> None:
+        """Raise AssertionError when the function arguments were called too often (optional)."""
+
+    def diagnose(self, case: Case, args: tuple, out) -> str | None:
+        """Name the likely misconception behind a wrong ``out``, or return None."""
+        return None
+
+    # -- shared machinery ------------------------------------------------------------------
+
+    def signature(self) -> inspect.Signature:
+        """The signature a student's function must have (the reference's)."""
+        return inspect.signature(self.reference)
+
+    def expected(self, args: tuple):
+        """The reference output for ``args`` (the reference never modifies its inputs)."""
+        return type(self).reference(*args)
+
+    def judge(self, case: Case, args: tuple, out, args_after: tuple | None = None,
+              error: str | None = None, calls: list[int] | None = None) -> CaseResult:
+        """Judge one call: ``out`` returned (or ``error`` raised) with ``args``; ``args_after`` as left.
+
+        ``calls`` counts the calls of each function argument, for exercises that check cost.
+        """
+        if error is not None:
+            if "DelegationError" in error:
+                return CaseResult(case, False, error.split(":", 1)[-1].strip(), "delegated")
+            if "NotImplementedError" in error:
+                return CaseResult(case, False, f"{self.name} is not written yet (NotImplementedError)",
+                                  "missing")
+            return CaseResult(case, False, f"raised {error}", "error")
+        if args_after is not None:
+            for name, before, after in zip(self.arg_names, args, args_after):
+                if callable(before):                          # functions are passed, not data
+                    continue
+                if not args_equal(before, after):
+                    return CaseResult(case, False, f"the input {name} was modified in place; work on a "
+                                      f"copy (e.g. {name}.clone()) or build a new tensor", "failed")
+        try:
+            self.compare(case, args, out, self.expected(args))
+            self.check_calls(case, args, calls)
+        except AssertionError as exc:
+            hint = None
+            try:
+                hint = self.diagnose(case, args, out)
+            except Exception:  # a diagnosis is a bonus; never let it hide the failure
+                hint = None
+            message = str(exc) + (f" — likely cause: {hint}" if hint else "")
+            return CaseResult(case, False, message, "failed")
+        return CaseResult(case, True)
+
+    def run_in_process(self, fn: Callable, hidden: bool = False) -> Verdict:
+        """Call ``fn`` on the cases here (visible ones, plus hidden ones when asked) and judge them."""
+        verdict = Verdict(self.name)
+        for case in self.cases():
+            if case.hidden and not hidden:
+                continue
+            args = case.make_args()
+            work = clone_args(args)
+            try:
+                out = fn(*work)
+            except Exception as exc:  # the student's error is the result being judged
+                verdict.results.append(self.judge(case, args, None, error=f"{type(exc).__name__}: {exc}"))
+                continue
+            verdict.results.append(self.judge(case, args, out, args_after=work))
+        return verdict
