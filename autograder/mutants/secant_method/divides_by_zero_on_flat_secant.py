@@ -1,0 +1,15 @@
+"""No check for a flat secant: g(x_k) = g(x_{k-1}) divides by zero."""
+EXPECT = "secant is flat"
+
+
+def secant_method(g, x0, x1, tol=1e-12, max_iter=50):
+    xs = [float(x0), float(x1)]
+    g_prev, g_cur = g(x0), g(x1)
+    while g_cur != 0:
+        x_prev, x_cur = xs[-2], xs[-1]
+        x_next = x_cur - g_cur * (x_cur - x_prev) / (g_cur - g_prev)
+        xs.append(float(x_next))
+        if abs(x_next - x_cur) <= tol * max(1.0, abs(x_cur)) or len(xs) - 2 == max_iter:
+            break
+        g_prev, g_cur = g_cur, g(x_next)
+    return xs
