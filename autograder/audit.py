@@ -140,3 +140,20 @@ def _strip_hidden(src: str) -> str:
         elif not hidden:
             out.append(line.rstrip())
     return "\n".join(out).strip()
+
+
+def repair_for_nbgrader(submitted: nbformat.NotebookNode, source: nbformat.NotebookNode) -> int:
+    """Strip nbgrader metadata whose grade_id the source does not know (renamed cells); return how many.
+
+    nbgrader stops on such cells; without the metadata they are ordinary cells, and nbgrader puts the
+    source's own cell back in place of the missing one.
+    """
+    known = {nbgrader_meta(c).get("grade_id") for c in source.cells} - {None}
+    stripped = 0
+    for cell in submitted.cells:
+        meta = nbgrader_meta(cell)
+        if meta and meta.get("grade_id") not in known:
+            cell.metadata.pop("nbgrader", None)
+            stripped += 1
+    return stripped
+

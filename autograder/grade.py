@@ -93,7 +93,7 @@ class Grader:
         self.work = self.out / ".work"
         # Student code must see neither the gradebook, nor other submissions, nor the sources.
         self.sandbox = Sandbox(hide=[self.out, self.course, REPO / "course", REPO / "solutions",
-                                     REPO / "autograder", REPO / ".git", *hide])
+                                     REPO / "autograder", REPO / ".git", *hide], keep=[REPO])
 
     # -- one student ---------------------------------------------------------------------------
 
@@ -106,12 +106,15 @@ class Grader:
             if old.get("key") == key:
                 old["skipped"] = True
                 return old
-        dest = self.out / "submitted" / sub.student / sub.assignment
-        if dest.exists():
-            shutil.rmtree(dest)
-        dest.mkdir(parents=True)
-        for nb_id, path in sub.notebooks.items():
-            shutil.copyfile(path, dest / f"{nb_id}.ipynb")
+        # The files as received are kept under .received/; nbgrader reads submitted/, where renamed
+        # graded cells are made ordinary again (see audit.repair_for_nbgrader).
+        for folder in ("submitted", ".received"):
+            dest = self.out / folder / sub.student / sub.assignment
+            if dest.exists():
+                shutil.rmtree(dest)
+            dest.mkdir(parents=True)
+            for nb_id, path in sub.notebooks.items():
+                shutil.copyfile(path, dest / f"{nb_id}.ipynb")
         record = {"key": key, "student": sub.student, "assignment": sub.assignment, "notebooks": {},
                   "problems": sub.problems}
         for source_path in sorted((self.out / "source" / sub.assignment).glob("*.ipynb")):
@@ -145,6 +148,9 @@ class Grader:
                                        f"{str(exc).splitlines()[0][:200]}); it was not graded — ask the "
                                        "student for an intact copy")
         found = audit_mod.audit(source, submitted, functions)
+        repaired = nbformat.from_dict(json.loads(json.dumps(submitted)))
+        if audit_mod.repair_for_nbgrader(repaired, source):
+            nbformat.write(repaired, self.out / "submitted" / sub.student / sub.assignment / f"{nb_id}.ipynb")
         verdicts = {}
         for name in functions:
             if name not in found.answers:
@@ -163,7 +169,7 @@ class Grader:
                 cells[gid] = self._test_cell_row(name, points, verdicts, found, patch_note, gid)
             else:
                 cells[gid] = self._manual_row(gid, points, submitted, found)
-        executed, run_status = self._execute(sub, nb_id, submitted) if self.execute else (None, "not executed")
+        executed, run_status = self._execute(sub, nb_id, repaired) if self.execute else (None, "not executed")
         return {"cells": cells, "executed": executed, "run_status": run_status, "corrupt": False}
 
     def _test_cell_row(self, name, points, verdicts, found, patch_note, gid) -> dict:
@@ -295,42 +301,44 @@ class Grader:
         api.coursedir.update_config(config)
         sid, aid = rec["student"], rec["assignment"]
         if any(nb.get("corrupt") for nb in rec["notebooks"].values()):
-            self._zero_in_gradebook(api, rec)
+            self._record_without_nbgrader(api, rec)
             return
         result = api.autograde(aid, sid, force=True, create=True)
         if not result["success"]:
             rec.setdefault("problems", []).append("nbgrader autograde failed: " + _last_line(result))
-            self._zero_in_gradebook(api, rec)
+            self._record_without_nbgrader(api, rec)
             return
         feedback = api.generate_feedback(aid, sid, force=True)
         if not feedback["success"]:
             rec.setdefault("problems", []).append("nbgrader generate_feedback failed: " + _last_line(feedback))
             print(f"warning: {sid}/{aid}: no feedback: {_last_line(feedback)}", file=sys.stderr)
 
-    def _zero_in_gradebook(self, api, rec: dict) -> None:
-        """Record a submission nbgrader could not process, with zero scores and the reason as comment."""
+    def _record_without_nbgrader(self, api, rec: dict) -> None:
+        """Record a submission nbgrader could not process: the grader's scores, the reasons as comments."""
+        from nbgrader.api import MissingEntry
+
+        sid, aid = rec["student"], rec["assignment"]
         with api.gradebook as gb:
             try:
-                gb.find_student(rec["student"])
-            except Exception:
-                gb.add_student(rec["student"])
+                gb.find_student(sid)
+            except MissingEntry:
+                gb.add_student(sid)
             try:
-                gb.remove_submission(rec["assignment"], rec["student"])
-            except Exception:
+                gb.remove_submission(aid, sid)
+            except MissingEntry:
                 pass
-            gb.add_submission(rec["assignment"], rec["student"])
+            gb.add_submission(aid, sid)
             for nb_id, nb in rec["notebooks"].items():
                 for gid, row in nb["cells"].items():
                     try:
-                        grade = gb.find_grade(gid, nb_id, rec["assignment"], rec["student"])
-                    except Exception:
+                        grade = gb.find_grade(gid, nb_id, aid, sid)
+                    except MissingEntry:
                         continue
-                    grade.auto_score = 0.0
-                    grade.needs_manual_grade = False
-                    try:
-                        comment = gb.find_comment(gid, nb_id, rec["assignment"], rec["student"])
-                        comment.auto_comment = row["message"]
-                    except Exception:
+                    grade.auto_score = None if row["score"] is None else float(row["score"])
+                    grade.needs_manual_grade = row["score"] is None
+                    try:                                 # nbgrader keeps comments on answer cells only
+                        gb.find_comment(gid, nb_id, aid, sid).auto_comment = row["message"]
+                    except MissingEntry:
                         pass
             gb.db.commit()
 

@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 import warnings
@@ -161,8 +162,10 @@ class Sandbox:
 
     _probe: tuple[bool, bool] | None = None
 
-    def __init__(self, hide: list[Path] = (), require_isolation: bool = False):
+    def __init__(self, hide: list[Path] = (), require_isolation: bool = False, keep: list[Path] = ()):
         self.hide = [Path(h).resolve() for h in hide]
+        # The private /tmp would also hide a Python environment or checkout that lives under /tmp.
+        self.keep = [Path(k).resolve() for k in (sys.prefix, sys.base_prefix, *keep)]
         if Sandbox._probe is None:
             Sandbox._probe = (_bwrap_works(), _cgroups_usable())
         self.has_bwrap, self.has_cgroups = Sandbox._probe
@@ -187,6 +190,9 @@ class Sandbox:
             return inner
         bw = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
               "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
+        for k in self.keep:
+            if Path("/tmp") in k.parents and k.exists():
+                bw += ["--ro-bind", str(k), str(k)]
         for h in self.hide + [Path(p).resolve() for p in extra_hide]:
             if h.exists():
                 bw += ["--tmpfs", str(h)]

@@ -124,3 +124,17 @@ def test_cli_exit_status(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path), "--assignment", "99_x"],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown assignment" in proc.stderr
+
+
+@needs_bwrap
+def test_corrupted_notebook_is_recorded_with_reasons(mini, tmp_path):
+    root, course, release = mini
+    subs = tmp_path / "subs"
+    write_submission(subs, "dave", None, raw=b'{"cells": [')
+    rows = Grader(tmp_path / "out", course=course, execute=False).grade(subs)
+    assert {r["status"] for r in rows} == {"error"} and all("could not be read" in r["message"] for r in rows)
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{tmp_path / 'out' / 'gradebook.db'}") as gb:
+        sub = gb.find_submission(MINI, "dave")
+        assert sub.score == 0.0 and not sub.needs_manual_grade
+    assert (tmp_path / "out" / ".received" / "dave" / MINI / f"{MINI}.ipynb").read_bytes() == b'{"cells": ['
