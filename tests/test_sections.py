@@ -68,3 +68,30 @@ def test_grading_self_test(aid, tmp_path):
     print(f"{aid}: mutation score {report['killed']}/{report['mutants']}")
     assert not report["survivors"], f"mutants that kept full marks: {report['survivors']}"
     assert not report["missing_hints"], report["missing_hints"]
+
+
+@pytest.mark.parametrize("aid", SECTIONS)
+def test_graded_cells_match_the_library(aid):
+    """Each answer cell's grade_id names an exercise, and its stub has the reference's exact signature."""
+    import ast
+    import inspect
+
+    import nbformat
+
+    from secondorder.exercises import EXERCISES
+
+    release = nbformat.read(REPO / "assignments" / aid / f"{aid}.ipynb", as_version=4)
+    answers = [c for c in release.cells if c.cell_type == "code"
+               and c.metadata.get("nbgrader", {}).get("solution")]
+    assert answers, f"{aid} has no graded code cell"
+    tests = {c.metadata["nbgrader"]["grade_id"] for c in release.cells if c.metadata.get("nbgrader", {}).get("grade")}
+    for cell in answers:
+        name = cell.metadata["nbgrader"]["grade_id"]
+        assert name in EXERCISES, f"answer cell {name!r} is not a known exercise"
+        assert f"test_{name}" in tests, f"no test cell test_{name}"
+        fn = next(n for n in ast.parse(cell.source).body if isinstance(n, ast.FunctionDef) and n.name == name)
+        stub = ast.unparse(fn.args)
+        expected = inspect.signature(EXERCISES[name].reference)
+        params = [p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
+                  for p in expected.parameters.values()]
+        assert stub.replace(" ", "") == ",".join(params).replace(" ", ""), (stub, params)
