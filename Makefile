@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEPS := pyproject.toml requirements/constraints.txt
 PORT ?= 8888
+# Tools installed with the environment (jupyter, nbgrader and the alembic it calls) come first on PATH.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -25,7 +27,7 @@ env: $(STAMP) ## Create or update .venv/ (skipped in seconds when up to date)
 
 lab: $(STAMP) ## Set up everything and open JupyterLab on the course (loopback)
 	@echo "Opening JupyterLab at http://127.0.0.1:$(PORT)/lab (the URL with its token is printed below)"
-	$(VENV)/bin/jupyter lab --no-browser --ip 127.0.0.1 --port $(PORT) --notebook-dir .
+	$(VENV)/bin/jupyter lab --no-browser --ip 127.0.0.1 --port $(PORT) --notebook-dir . $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: $(STAMP) ## Set up everything and run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
