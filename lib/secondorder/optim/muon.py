@@ -22,10 +22,10 @@ from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.optim import Optimizer
 
 from secondorder._validation import check_positive
 from secondorder.matrix_functions import MUON_COEFFICIENTS, _newton_schulz, check_count
+from secondorder.optim._per_parameter import PerParameterOptimizer
 from secondorder.optim.soap import adam_direction, check_beta
 
 ADJUST_LR = (None, "original", "match_rms_adamw")
@@ -60,7 +60,7 @@ def split_muon_params(model: nn.Module, exclude: Iterable[str] = ()) -> tuple[li
     return muon, adamw
 
 
-class Muon(Optimizer):
+class Muon(PerParameterOptimizer):
     r"""Muon for 2-D weights, with an AdamW for every other parameter.
 
     For a weight :math:`W` (:math:`m \times n`) with gradient :math:`G`, per step:
@@ -152,38 +152,15 @@ class Muon(Optimizer):
                     raise ValueError(f"Muon parameters must be 2-D matrices, got shape {tuple(p.shape)}; "
                                      "pass vectors, embeddings and other tensors in adamw_params")
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        """Perform one optimization step; ``closure`` re-evaluates the loss (optional)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, wd = group["lr"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    self._init_state(p, state, group["use_muon"])
-                state["step"] += 1
-                if group["use_muon"]:
-                    update = _muon_update(p.grad, state, group)
-                    step_lr = adjusted_lr(lr, p.shape, group["adjust_lr_fn"])
-                else:
-                    update = adam_direction(state["M"], state["V"], p.grad, state["step"],
-                                            *group["betas"], group["eps"])
-                    step_lr = lr
-                if wd:
-                    p.mul_(1 - lr * wd)
-                p.add_(update, alpha=-step_lr)
-        return loss
+    def _direction(self, p: Tensor, state: dict, group: dict) -> tuple[Tensor, float]:
+        if group["use_muon"]:
+            return _muon_update(p.grad, state, group), adjusted_lr(group["lr"], p.shape, group["adjust_lr_fn"])
+        return adam_direction(state["M"], state["V"], p.grad, state["step"], *group["betas"], group["eps"]), \
+            group["lr"]
 
     @staticmethod
-    def _init_state(p: Tensor, state: dict, use_muon: bool) -> None:
-        state["step"] = 0
-        for name in ("B",) if use_muon else ("M", "V"):
+    def _init_state(p: Tensor, state: dict, group: dict) -> None:
+        for name in ("B",) if group["use_muon"] else ("M", "V"):
             state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
 

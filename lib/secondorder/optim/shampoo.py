@@ -28,10 +28,10 @@ import math
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
 from secondorder._validation import check_positive
 from secondorder.matrix_functions import _inverse_root, check_count
+from secondorder.optim._per_parameter import PerParameterOptimizer
 from secondorder.optim.soap import adam_direction, check_beta, check_start
 
 GRAFTING = ("adam", "sgd", "none")
@@ -49,7 +49,7 @@ def _assemble(blocks: list[Tensor], m: int, size: int) -> Tensor:
     return torch.cat(rows, dim=0)                                # (m, n)
 
 
-class Shampoo(Optimizer):
+class Shampoo(PerParameterOptimizer):
     r"""Shampoo with grafting, decoupled weight decay and blocks for large dimensions.
 
     A parameter with two or more dimensions is viewed as a matrix :math:`G` of shape
@@ -137,30 +137,11 @@ class Shampoo(Optimizer):
             grafting=grafting, graft_eps=check_positive("graft_eps", graft_eps))
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        """Perform one optimization step; ``closure`` re-evaluates the loss (optional)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    self._init_state(p, state, group)
-                state["step"] += 1
-                U = self._update(p.grad, state, group)
-                if group["weight_decay"]:
-                    p.mul_(1 - group["lr"] * group["weight_decay"])
-                p.add_(U, alpha=-group["lr"])
-        return loss
+    def _direction(self, p: Tensor, state: dict, group: dict) -> tuple[Tensor, float]:
+        return self._update(p.grad, state, group), group["lr"]
 
     @staticmethod
     def _init_state(p: Tensor, state: dict, group: dict) -> None:
-        state["step"] = 0
         G = p.reshape(p.shape[0], -1) if p.ndim >= 2 else p.reshape(-1, 1)  # (m, n), a vector (n, 1)
         blocks = _blocks(G, group["max_precond_dim"])
         state["L"] = [torch.zeros(b.shape[0], b.shape[0], dtype=p.dtype, device=p.device) for b in blocks]

@@ -33,10 +33,10 @@ import math
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
 from secondorder._validation import check_positive
 from secondorder.matrix_functions import _eigenbasis, _refresh_eigenbasis, check_count
+from secondorder.optim._per_parameter import PerParameterOptimizer
 
 BASIS_REFRESH = ("qr", "eigh")
 
@@ -106,7 +106,7 @@ def _unrotate(X: Tensor, Q_L: Tensor | None, Q_R: Tensor | None) -> Tensor:
     return X if Q_R is None else X @ Q_R.mT                      # (m, n)
 
 
-class SOAP(Optimizer):
+class SOAP(PerParameterOptimizer):
     r"""Adam in Shampoo's eigenbasis, with decoupled weight decay [SOAP]_.
 
     A parameter with two or more dimensions is viewed as a matrix :math:`W` of shape
@@ -183,31 +183,13 @@ class SOAP(Optimizer):
             basis_refresh=basis_refresh)
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        """Perform one optimization step; ``closure`` re-evaluates the loss (optional)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    self._init_state(p, state, group["max_precond_dim"])
-                state["step"] += 1
-                D = self._direction(p.grad, state, group)
-                if group["weight_decay"]:
-                    p.mul_(1 - group["lr"] * group["weight_decay"])
-                p.add_(D.view_as(p), alpha=-group["lr"])
-        return loss
+    def _direction(self, p: Tensor, state: dict, group: dict) -> tuple[Tensor, float]:
+        return self._soap_direction(p.grad, state, group), group["lr"]
 
     @staticmethod
-    def _init_state(p: Tensor, state: dict, max_dim: int) -> None:
+    def _init_state(p: Tensor, state: dict, group: dict) -> None:
+        max_dim = group["max_precond_dim"]
         shape = (p.shape[0], p[0].numel()) if p.ndim >= 2 else p.shape  # (m, n) or the vector's
-        state["step"] = 0
         state["M"] = torch.zeros(shape, dtype=p.dtype, device=p.device)
         state["V"] = torch.zeros(shape, dtype=p.dtype, device=p.device)
         if p.ndim < 2:
@@ -218,7 +200,7 @@ class SOAP(Optimizer):
                 state["Q_" + side] = torch.eye(d, dtype=p.dtype, device=p.device)  # (d, d)
 
     @staticmethod
-    def _direction(g: Tensor, state: dict, group: dict) -> Tensor:
+    def _soap_direction(g: Tensor, state: dict, group: dict) -> Tensor:
         beta1, beta2 = group["betas"]
         t = state["step"]
         G = g.reshape(state["M"].shape)                          # (m, n), or the vector
