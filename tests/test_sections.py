@@ -1,12 +1,16 @@
 """Every section of the course: generated views up to date, execution budget, grading self-test."""
 
+import ast
+import inspect
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
+from secondorder.exercises import EXERCISES
 
 from autograder import selftest
 from autograder.build import _sections, stale, stale_shared_pages
@@ -73,13 +77,6 @@ def test_grading_self_test(aid, tmp_path):
 @pytest.mark.parametrize("aid", SECTIONS)
 def test_graded_cells_match_the_library(aid):
     """Each answer cell's grade_id names an exercise, and its stub has the reference's exact signature."""
-    import ast
-    import inspect
-
-    import nbformat
-
-    from secondorder.exercises import EXERCISES
-
     release = nbformat.read(REPO / "assignments" / aid / f"{aid}.ipynb", as_version=4)
     answers = [c for c in release.cells if c.cell_type == "code"
                and c.metadata.get("nbgrader", {}).get("solution")]

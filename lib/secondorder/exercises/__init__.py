@@ -15,10 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .base import Case, CaseResult, Exercise, Verdict
+from .bfgs_inverse_update import BFGSInverseUpdate
 from .secant_method import SecantMethod
 from .sr1_update import SR1Update
+from .wolfe_conditions import WolfeConditions
 
-EXERCISES: dict[str, Exercise] = {ex.name: ex for ex in (SR1Update(), SecantMethod())}
+EXERCISES: dict[str, Exercise] = {
+    ex.name: ex for ex in (SR1Update(), SecantMethod(), BFGSInverseUpdate(), WolfeConditions())}
 
 
 def get_exercise(name: str) -> Exercise:

@@ -1,0 +1,12 @@
+"""The two factors transposed: (I − ρ y sᵀ) H (I − ρ s yᵀ) + ρ s sᵀ."""
+EXPECT = "transposed"
+import torch
+
+
+def bfgs_inverse_update(H, s, y):
+    sy = torch.dot(y, s)
+    if not sy > 0:
+        raise ValueError("the curvature condition y·s > 0 fails")
+    rho = 1.0 / sy
+    eye = torch.eye(s.shape[0], dtype=H.dtype, device=H.device)
+    return (eye - rho * torch.outer(y, s)) @ H @ (eye - rho * torch.outer(s, y)) + rho * torch.outer(s, s)
