@@ -88,13 +88,13 @@ def main(request_path: str, start: int) -> int:
 
     request = torch.load(request_path, weights_only=True)
     namespace = {"__name__": "__main__"}
-    if start == 0:
-        open("answer.started", "w").close()
     for source in request["setup"]:
         try:
             exec(compile(source, "<setup cell>", "exec"), namespace)
         except Exception:  # setup cells are the instructor's; a failure there is not the student's
             pass
+    if start == 0:
+        open("answer.started", "w").close()   # the answer cell's own time starts now
     try:
         exec(compile(request["answer"], "<answer cell>", "exec"), namespace)
     except BaseException as exc:  # noqa: BLE001 - report SystemExit and friends too

@@ -20,7 +20,8 @@ from secondorder.exercises import CaseResult, Exercise, Verdict
 from .sandbox import Limits, Sandbox
 
 HERE = Path(__file__).resolve().parent
-ANSWER_TIMEOUT_S = 30.0      # interpreter start, torch import, the setup imports and the answer cell
+STARTUP_TIMEOUT_S = 120.0    # interpreter start, torch import and the setup imports (not the student's time)
+ANSWER_TIMEOUT_S = 30.0      # the answer cell itself
 MEMORY_BYTES = 2 * 2**30
 
 
@@ -47,7 +48,7 @@ def check_function(exercise: Exercise, answer: str, setup: list[str], workdir: P
     outcomes: dict[int, CaseResult] = {}
     start = 0
     while start < len(cases):
-        budget = ANSWER_TIMEOUT_S + sum(c.timeout_s for c in cases[start:])
+        budget = STARTUP_TIMEOUT_S + ANSWER_TIMEOUT_S + sum(c.timeout_s for c in cases[start:])
         running = sandbox.start([python, "child_runner.py", "request.pt", str(start)], workdir,
                                 Limits(wall_s=budget, memory_bytes=MEMORY_BYTES), extra_hide=extra_hide)
         killed_case = _watch(running, workdir, cases, start)
@@ -94,7 +95,9 @@ def _watch(running, workdir: Path, cases, start: int) -> int | None:
     """Kill the child when one case overruns its own time limit; return that case's index."""
     while running.poll() is None:
         if not (workdir / "answer.pt").exists():
-            if running.elapsed() > ANSWER_TIMEOUT_S:
+            started = workdir / "answer.started"
+            if (started.exists() and time.time() - started.stat().st_mtime > ANSWER_TIMEOUT_S) \
+                    or running.elapsed() > STARTUP_TIMEOUT_S + ANSWER_TIMEOUT_S:
                 running.kill()
                 return None
         else:
