@@ -1,18 +1,22 @@
 """Hessian-vector product cost in gradients, per method, beside curvlinops' HessianLinearOperator.
 
 ``python -m bench.hvp [--device cuda]``. The "ours" column is HVP time / gradient time for
-``model_hvp`` with each method on two ~1M-parameter tanh MLPs (see :func:`matmul_floor` for the
-ratio their matrix products alone imply); the anchor is the same ratio for
-curvlinops' ``HessianLinearOperator @ v`` (forward over reverse: ``torch.func.jvp`` of ``jacrev``,
-under ``vmap``), measured in the same run. Times interleave the candidates over several rounds and
-keep each one's best, so a machine shared with other work penalizes them alike.
+``model_hvp`` with each method on two ~1M-parameter tanh MLPs and on the configuration of the
+field notes (784-1024-512-10, B=256, float64; see :func:`matmul_floor` for the ratio their matrix
+products alone imply); the anchor is the same ratio for curvlinops' ``HessianLinearOperator @ v``
+(forward over reverse: ``torch.func.jvp`` of ``jacrev``, under ``vmap``), measured in the same run.
+
+The gradient is timed as in training, ``torch.autograd.grad`` of ``loss_fn(model(X), y)`` on the same
+model, loss and batch. A plain double backward written out by hand (two ``torch.autograd.grad``
+calls, no library code) is timed beside it, so the note shows the library's own overhead. Every
+candidate gets the same warm-up call; times interleave the candidates over several rounds and keep
+each one's best, so a machine shared with other work penalizes them alike.
 """
 
 import argparse
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from secondorder.curvature import HVP_METHODS, model_hvp
 from secondorder.problems import build_mlp
 from torch import nn
@@ -22,6 +26,8 @@ from bench.timing import best_time
 #: Two ~1M-parameter tanh MLPs: a deep one, and an MNIST-shaped one whose first layer dominates.
 ARCHITECTURES = {"deep": (256, 1024, 512, 256, 10), "wide-input": (784, 1024, 256, 10)}
 BATCH = 512
+#: The configuration of the field notes' measurement (1.33M parameters), float64 only.
+FIELD_NOTES = ("field-notes", (784, 1024, 512, 10), 256, (torch.float64,))
 DEFAULT = HVP_METHODS[0]
 
 
@@ -32,8 +38,9 @@ def matmul_floor(sizes) -> float:
     product and the weight gradient, plus the input gradient except in the first layer: 2 or 3
     units. Double backward adds the graph of the first backward pass: 4 units in the first layer
     (forward, weight gradient, and the second pass through both), 9 in the others. The ratio is a
-    floor that elementwise work (tanh, softmax) only raises; forward-over-reverse does the same
-    products (its tangents mirror the second pass).
+    floor that elementwise work (tanh, softmax) only raises. Forward-over-reverse does more in
+    torch 2.13: the input has no tangent, and the forward-mode formulas of ``addmm``/``mm`` fill
+    that gap with a zero tensor that is multiplied for real, two more units in the first layer (6).
     """
     units = [(4, 2) if i == 0 else (9, 3) for i in range(len(sizes) - 1)]
     work = [a * b for a, b in zip(sizes[:-1], sizes[1:])]
@@ -49,9 +56,16 @@ def _interleaved_best(fns: dict, rounds: int, device) -> dict:
 
 
 def _candidates(model, X, y, vectors) -> dict:
-    """The functions to time: one gradient, ``model_hvp`` by each method, curvlinops' matvec."""
+    """The functions to time: one gradient, a hand-written double backward, ``model_hvp`` by each
+    method, curvlinops' matvec; all on the same model, loss and batch."""
     params, loss_fn = list(model.parameters()), nn.CrossEntropyLoss()
-    fns = {"gradient": lambda: torch.autograd.grad(F.cross_entropy(model(X), y), params)}
+
+    def plain_double_backward():
+        g = torch.autograd.grad(loss_fn(model(X), y), params, create_graph=True)
+        return torch.autograd.grad(g, params, grad_outputs=vectors)
+
+    fns = {"gradient": lambda: torch.autograd.grad(loss_fn(model(X), y), params),
+           "plain": plain_double_backward}
     for method in HVP_METHODS:
         fns[method] = partial(model_hvp, model, loss_fn, (X, y), vectors, method=method)
     try:
@@ -67,15 +81,24 @@ def _flat(tensors) -> torch.Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])  # (n,)
 
 
-def run(device="cpu", dtypes=(torch.float32, torch.float64), rounds: int = 3) -> list[dict]:
+def _cases(dtypes):
+    for arch, sizes in ARCHITECTURES.items():
+        for dtype in dtypes:
+            yield arch, sizes, BATCH, dtype
+    name, sizes, batch, fn_dtypes = FIELD_NOTES
+    for dtype in fn_dtypes:
+        yield name, sizes, batch, dtype
+
+
+def run(device="cpu", dtypes=(torch.float32, torch.float64), rounds: int = 5) -> list[dict]:
     rows = []
-    for (arch, sizes), dtype in ((a, d) for a in ARCHITECTURES.items() for d in dtypes):
+    for arch, sizes, batch, dtype in _cases(dtypes):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = build_mlp(sizes).to(dtype=dtype, device=device)
         gen = torch.Generator().manual_seed(1)
-        X = torch.randn(BATCH, sizes[0], generator=gen, dtype=dtype).to(device)  # (B, d)
-        y = torch.randint(0, sizes[-1], (BATCH,), generator=gen).to(device)  # (B,)
+        X = torch.randn(batch, sizes[0], generator=gen, dtype=dtype).to(device)  # (B, d)
+        y = torch.randint(0, sizes[-1], (batch,), generator=gen).to(device)  # (B,)
         vectors = [torch.randn(p.shape, generator=gen, dtype=dtype).to(device) for p in model.parameters()]
         n = sum(v.numel() for v in vectors)
         fns = _candidates(model, X, y, vectors)
@@ -86,13 +109,14 @@ def run(device="cpu", dtypes=(torch.float32, torch.float64), rounds: int = 3) ->
             ours = t[method] / t["gradient"]
             note = f"gradient {t['gradient'] * 1e3:.1f} ms, HVP {t[method] * 1e3:.1f} ms"
             if method == DEFAULT:
-                note += f", matmul floor {matmul_floor(sizes):.2f}"
+                note += (f", matmul floor {matmul_floor(sizes):.2f}, "
+                         f"hand-written double backward {t['plain'] / t['gradient']:.2f}")
             else:
                 err = torch.linalg.vector_norm(_flat(fns[method]()) - exact) / torch.linalg.vector_norm(exact)
                 note += f", relative difference to {DEFAULT} {float(err):.1e}"
             rows.append(dict(benchmark="HVP time / gradient time (anchor: curvlinops HessianLinearOperator)",
                              case=f"{method}, {arch} tanh MLP {'-'.join(map(str, sizes))} "
-                                  f"(n={n / 1e6:.2f}M), B={BATCH}, "
+                                  f"(n={n / 1e6:.2f}M), B={batch}, "
                                   f"{str(dtype).removeprefix('torch.')}, {device}",
                              ours=ours, anchor=anchor, ratio=ours / anchor,
                              target="≤ 2.2" if method == DEFAULT else "info", note=note))

@@ -327,6 +327,33 @@ def test_model_hvp_matches_dense_hessian(device, method):
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_model_hvp_in_the_models_own_parameters_matches_functional_call(device):
+    """double_backward differentiates in the model's parameters directly when they all require grad;
+    a frozen parameter in ``params`` (or any other method) goes through functional_call instead."""
+    model, loss_fn, batch = make_case("mlp", "ce_mean", device)
+    params = list(model.parameters())
+    dense = oracle(model, loss_fn, batch, "hessian")
+    sizes = [p.numel() for p in params]
+    blocks = torch.arange(dense.shape[0]).split(sizes)
+    sub = [params[0], params[2]]  # the two weight matrices
+    idx = torch.cat([blocks[0], blocks[2]])
+    vs = [torch.randn_like(p) for p in sub]
+    flat = torch.cat([v.reshape(-1) for v in vs])
+    expected = dense[idx][:, idx] @ flat
+    for method in ("double_backward", "forward_over_reverse"):
+        got = torch.cat([g.reshape(-1) for g in model_hvp(model, loss_fn, batch, vs, method=method,
+                                                           params=sub)])
+        testing.check_close(f"model_hvp on a subset ({method})", got, expected, rtol=1e-10)
+    H = HessianOperator(model, loss_fn, batch, params=sub)
+    V = torch.randn(flat.numel(), 3, dtype=flat.dtype, device=flat.device)
+    testing.check_close("HessianOperator on a subset, 3 columns", H @ V, dense[idx][:, idx] @ V, rtol=1e-10)
+    assert all(p.grad is None for p in params)
+    params[0].requires_grad_(False)  # frozen, but asked for: the functional path differentiates it
+    got = torch.cat([g.reshape(-1) for g in model_hvp(model, loss_fn, batch, vs, params=sub)])
+    testing.check_close("model_hvp with a frozen parameter", got, expected, rtol=1e-10)
+    assert all(p.grad is None for p in params) and not params[0].requires_grad
+
+
 @pytest.mark.parametrize("method", HVP_METHODS)
 def test_mse_mean_forward_over_reverse_is_handled(device, method):
     """torch.func.jvp over grad fails for F.mse_loss(reduction='mean') (pytorch#123996)."""

@@ -51,7 +51,7 @@ from torch.func import functional_call, grad, grad_and_value, jvp, vjp, vmap
 
 from .._validation import check_tensor
 from ..problems.base import MAX_DENSE_HESSIAN
-from .hvp import check_method, hvp_tuple
+from .hvp import check_method, double_backward_at, hvp_tuple
 
 Tensors = tuple[Tensor, ...]
 
@@ -387,12 +387,22 @@ class HessianOperator(CurvatureOperator):
         self.eps = check_method(method, eps)
         self.method = method
 
+    def _direct_loss(self) -> Tensor:
+        return self.loss(self.model(self.inputs), self.targets)
+
+    def _apply(self, vs: Sequence[Tensor], batched: bool = False) -> Tensors:
+        """The product on tensors shaped like :attr:`parameters` (``(k, *p.shape)`` if ``batched``)."""
+        if self.method == "double_backward" and all(p.is_leaf and p.requires_grad for p in self.parameters):
+            # Differentiate in the model's own parameters, calling the model directly: the same
+            # graph as functional_call on detached copies, without its per-call overhead.
+            # autograd.grad leaves the .grad fields alone.
+            return double_backward_at(self._direct_loss, self.parameters, vs, batched)
+        return hvp_tuple(self._loss, self._params(), tuple(vs), self.method, self.eps, batched)
+
     def _matmat(self, V: Tensor) -> Tensor:
         if V.shape[1] == 1:  # a plain product, without vmap's overhead
-            hv = hvp_tuple(self._loss, self._params(), tuple(self.unflatten(V[:, 0])), self.method, self.eps)
-            return self.flatten(hv)[:, None]  # (n, 1)
-        hv = hvp_tuple(self._loss, self._params(), self._columns(V), self.method, self.eps, batched=True)
-        return self._join(hv)  # (n, k)
+            return self.flatten(self._apply(self.unflatten(V[:, 0])))[:, None]  # (n, 1)
+        return self._join(self._apply(self._columns(V), batched=True))  # (n, k)
 
 
 class GGNOperator(CurvatureOperator):
@@ -521,8 +531,11 @@ def model_hvp(model: nn.Module, loss_fn, batch: Sequence[Tensor], vectors: Tenso
     r"""Hessian-vector product of ``loss_fn(model(inputs), targets)`` in the model's parameters.
 
     :math:`\nabla_\theta^2 L(\theta)\, v` at the model's current parameters, by ``method`` (see
-    :func:`~secondorder.curvature.hessian_vector_product`). The model is called through
-    ``torch.func.functional_call``, so it is never modified and its ``.grad`` fields are untouched.
+    :func:`~secondorder.curvature.hessian_vector_product`). With ``"double_backward"`` and
+    parameters that all require grad, the model is called directly and differentiated in its own
+    parameters with ``torch.autograd.grad`` (as fast as those two calls written out by hand);
+    otherwise it is called through ``torch.func.functional_call`` on detached copies. Either way
+    the model is never modified and its ``.grad`` fields are untouched.
 
     Parameters
     ----------
@@ -556,7 +569,8 @@ def model_hvp(model: nn.Module, loss_fn, batch: Sequence[Tensor], vectors: Tenso
         raise ValueError("vectors must hold one tensor per parameter, with that parameter's shape: "
                          f"{[tuple(s) for s in H._shapes]}")
     for i, (v, p) in enumerate(zip(vectors, H.parameters)):
-        check_tensor(f"vectors[{i}]", v, like=p, like_name="the parameters")
-    return H.unflatten(H @ H.flatten(vectors))
+        # As for a flat vector (H @ v), NaN and infinity propagate: no reduction and host sync per tensor.
+        check_tensor(f"vectors[{i}]", v, like=p, like_name="the parameters", finite=False)
+    return list(H._apply(vectors))  # no round trip through one flat vector (two copies of n)
 
 
