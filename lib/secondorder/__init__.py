@@ -27,6 +27,7 @@ from .quasi_newton import (
 )
 from .secant import estimate_order, secant_method
 from .spectral import hutchinson_trace, hutchpp_trace, lanczos, power_iteration, slq_density
+from .stability import cholesky_with_jitter
 from .two_loop import two_loop_recursion
 
 __version__ = "0.1.0"
@@ -39,6 +40,7 @@ __all__ = [
     "backtracking",
     "bfgs_inverse_update",
     "bfgs_update",
+    "cholesky_with_jitter",
     "cubic_minimizer",
     "curvature",
     "curvature_pair_accepted",

@@ -16,12 +16,16 @@ from collections.abc import Callable
 
 from .base import Case, CaseResult, Exercise, Verdict
 from .bfgs_inverse_update import BFGSInverseUpdate
+from .cholesky_with_jitter import CholeskyWithJitter
+from .powell_damped_y import PowellDampedY
 from .secant_method import SecantMethod
 from .sr1_update import SR1Update
+from .two_loop_recursion import TwoLoopRecursion
 from .wolfe_conditions import WolfeConditions
 
 EXERCISES: dict[str, Exercise] = {
-    ex.name: ex for ex in (SR1Update(), SecantMethod(), BFGSInverseUpdate(), WolfeConditions())}
+    ex.name: ex for ex in (SR1Update(), SecantMethod(), BFGSInverseUpdate(), WolfeConditions(), TwoLoopRecursion(),
+                           PowellDampedY(), CholeskyWithJitter())}
 
 
 def get_exercise(name: str) -> Exercise:

@@ -1,0 +1,20 @@
+"""No test of yᵢᵀsᵢ > 0: a pair with negative curvature is used as if it were valid."""
+EXPECT = "curvature check is missing"
+import torch
+
+
+def two_loop_recursion(g, s_hist, y_hist, gamma=None):
+    m = len(s_hist)
+    ys = [torch.dot(y, s) for s, y in zip(s_hist, y_hist)]
+    if gamma is None:
+        gamma = ys[-1] / torch.dot(y_hist[-1], y_hist[-1]) if m else 1.0
+    q = g.clone()
+    alpha = [None] * m
+    for i in reversed(range(m)):
+        alpha[i] = torch.dot(s_hist[i], q) / ys[i]
+        q = q - alpha[i] * y_hist[i]
+    r = gamma * q
+    for i in range(m):
+        beta = torch.dot(y_hist[i], r) / ys[i]
+        r = r + (alpha[i] - beta) * s_hist[i]
+    return r
