@@ -9,13 +9,15 @@ PORT ?= 8888
 # Tools installed with the environment (jupyter, nbgrader and the alembic it calls) come first on PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 PYTEST_ARGS ?=
+# The browser tests drive Debian's Chromium (apt-get install chromium) through Playwright.
+CHROMIUM := $(or $(wildcard /usr/bin/chromium),$(shell command -v chromium 2>/dev/null))
 
 .DEFAULT_GOAL := help
-.PHONY: help env lab test test-fast lint bench gpu-check clean assignments grade selftest
+.PHONY: help env lab test test-fast test-browser lint bench gpu-check clean assignments grade selftest
 
 help: ## Show this help
 	@echo "Second-Order Methods: make targets"
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-11s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-13s %s\n", $$1, $$2}'
 
 $(STAMP): $(DEPS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,11 +31,20 @@ lab: $(STAMP) ## Set up everything and open JupyterLab on the course (loopback)
 	@echo "Opening JupyterLab at http://127.0.0.1:$(PORT)/lab (the URL with its token is printed below)"
 	$(VENV)/bin/jupyter lab --no-browser --ip 127.0.0.1 --port $(PORT) --notebook-dir . $(if $(filter 0,$(shell id -u)),--allow-root)
 
-test: $(STAMP) ## Set up everything and run the whole test suite
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: $(STAMP) ## Set up everything and run the whole test suite (the browser tests where Chromium is installed)
+	@if [ -n "$(CHROMIUM)" ] && $(PY) -c "import playwright" 2>/dev/null; then \
+		$(PY) -m pytest $(PYTEST_ARGS); \
+	else \
+		echo "skipped browser tests: no Chromium (apt-get install chromium)"; \
+		$(PY) -m pytest -m "not browser" $(PYTEST_ARGS); \
+	fi
 
-test-fast: $(STAMP) ## Everything but the slow tests (notebooks, grading runs): for day-to-day work
-	$(PY) -m pytest -m "not slow" -x -q $(PYTEST_ARGS)
+test-fast: $(STAMP) ## Everything but the slow tests (notebooks, grading runs, browser): for day-to-day work
+	$(PY) -m pytest -m "not slow and not browser" -x -q $(PYTEST_ARGS)
+
+test-browser: $(STAMP) ## The course in JupyterLab + Chromium; screenshots in browser-screenshots/
+	@test -n "$(CHROMIUM)" || { echo "test-browser needs Chromium: apt-get install chromium"; exit 2; }
+	$(PY) -m pytest -m browser tests/browser $(PYTEST_ARGS)
 
 lint: $(STAMP) ## Ruff: style, imports and docstrings
 	$(VENV)/bin/ruff check lib tests bench autograder
@@ -57,5 +68,5 @@ gpu-check: $(STAMP) ## Device-marked tests and the GPU benchmark (needs CUDA)
 	$(PY) -m bench --device cuda
 
 clean: ## Remove the environment and caches
-	rm -rf $(VENV) .pytest_cache .ruff_cache build lib/*.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache build lib/*.egg-info browser-screenshots
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,4 +1,4 @@
-"""Command line: ``python -m autograder grade SUBMISSIONS [--assignment ID] [--out DIR] [--force]``."""
+"""Command line: ``python -m autograder grade SUBMISSIONS [--assignment ID] [--out DIR] [--force] [--dask ADDRESS]``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ def main(argv=None) -> int:
     g.add_argument("--out", type=Path, default=Path("grading"), help="grading folder (default: ./grading)")
     g.add_argument("--force", action="store_true", help="regrade students that were already graded")
     g.add_argument("--jobs", type=int, default=None, help="parallel submissions (default: one per core)")
+    g.add_argument("--dask", "--scheduler", dest="dask", metavar="ADDRESS", default=None,
+                   help="run the sandboxed work on a Dask cluster: a scheduler address (tcp://host:8786, "
+                        "dask://host:8786), a scheduler file (.json), or 'local' for a LocalCluster of --jobs "
+                        "workers here (needs the 'cluster' extra; see autograder/README.md)")
     b = sub.add_parser("build", help="regenerate assignments/ and solutions/ from course/")
     b.add_argument("assignments", nargs="*", help="section folders (default: all)")
     b.add_argument("--check", action="store_true", help="only report what is out of date")
@@ -32,11 +36,13 @@ def main(argv=None) -> int:
         from .build import build
         return build(args.assignments or None, check=args.check)
 
+    from .executors import ClusterError
     from .grade import Grader
     from .submissions import SubmissionsError
     try:
-        rows = Grader(args.out, jobs=args.jobs, force=args.force).grade(args.submissions, args.assignment)
-    except SubmissionsError as exc:
+        rows = Grader(args.out, jobs=args.jobs, force=args.force, scheduler=args.dask).grade(
+            args.submissions, args.assignment)
+    except (SubmissionsError, ClusterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     counts = Counter(r["status"] for r in rows)

@@ -69,10 +69,14 @@ class _Counted:
 
 
 def _decode(value, counters):
-    """Arguments arrive as plain data; ``{"__callable__": "lambda x: ..."}`` becomes a counted function."""
+    """Arguments arrive as plain data; ``{"__callable__": "lambda x: ...", "bound": {...}}`` becomes a counted
+    function whose only names are ``math``, ``torch`` and the bound tensors (the sources are the exercises')."""
     import math
+
+    import torch
     if isinstance(value, dict) and "__callable__" in value:
-        fn = _Counted(eval(value["__callable__"], {"math": math, "__builtins__": {}}))
+        names = {"math": math, "torch": torch, "__builtins__": {}, **value.get("bound", {})}
+        fn = _Counted(eval(value["__callable__"], names))
         counters.append(fn)
         return fn
     if isinstance(value, list | tuple):

@@ -1,11 +1,13 @@
 """``python -m autograder grade``: grade a batch of submissions, in parallel, resumably.
 
-For each student (in parallel across cores):
+For each student:
 
-1. read every notebook against the instructor's source (:mod:`autograder.audit`);
-2. grade each graded function in a fresh sandboxed process (:mod:`autograder.function_checks`);
-3. execute the whole notebook in a sandbox, for the feedback the student reads;
-4. write ``.results/<student>/<assignment>.json``.
+1. read every notebook against the instructor's source (:mod:`autograder.audit`), here;
+2. grade each graded function in a fresh sandboxed process (:mod:`autograder.function_checks`) and
+3. execute the whole notebook in a sandbox, for the feedback the student reads: steps 2 and 3 form
+   one unit of plain data, run in parallel across this machine's cores or on a Dask cluster
+   (:mod:`autograder.executors`);
+4. write ``.results/<student>/<assignment>.json``, here.
 
 Then, one student at a time, nbgrader's autograde (with :class:`autograder.replay.ReplayExecute`
 in place of execution) records the scores in the gradebook, and nbgrader writes the HTML feedback
@@ -20,20 +22,22 @@ import csv
 import hashlib
 import json
 import os
+import queue
 import shutil
 import sys
 import threading
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
-from secondorder.exercises import EXERCISES, get_exercise
+from secondorder.exercises import EXERCISES
 
 from . import audit as audit_mod
 from .course import COURSE, REPO, assignments_in_course, nbgrader_config, prepare, sanitize
-from .function_checks import check_function
+from .executors import ClusterError, UnitLost, make_executor, run_unit
 from .replay import ReplayExecute
-from .sandbox import Limits, Sandbox
+from .sandbox import Sandbox
 from .submissions import Submission, SubmissionsError, collect, safe_extract
 
 STATUSES = ("ok", "failed", "error", "timeout", "tampered", "missing", "delegated")
@@ -41,6 +45,20 @@ CSV_FIELDS = ["student_id", "assignment", "grade_id", "score", "max_score", "sta
 NOTEBOOK_WALL_S = 300.0
 CELL_TIMEOUT_S = 60
 VERSION = "1"   # bump to invalidate cached results when grading rules change
+NBGRADER_FILES = ("timestamp.txt", "submission_secret.txt")   # written by `nbgrader collect`
+PLANNERS = 4      # threads that read and audit submissions while the executor grades others
+
+
+@dataclass
+class _Plan:
+    """One submission between the coordinator's audit and the executor's results."""
+
+    sub: Submission
+    record: dict
+    unit: dict | None = None                                   # the work for the executor (plain data)
+    done: dict = field(default_factory=dict)                   # notebook id -> finished entry (missing, unreadable)
+    context: dict = field(default_factory=dict)                # notebook id -> (functions, graded, audit, notebook)
+    run_status: dict = field(default_factory=dict)             # notebook id -> why it was not executed
 
 
 class Progress:
@@ -82,13 +100,18 @@ class Grader:
 
     def __init__(self, out: Path, jobs: int | None = None, force: bool = False, course: Path = COURSE,
                  execute: bool = True, cell_timeout_s: int = CELL_TIMEOUT_S,
-                 notebook_wall_s: float = NOTEBOOK_WALL_S, hide: list[Path] = ()):
+                 notebook_wall_s: float = NOTEBOOK_WALL_S, hide: list[Path] = (), scheduler: str | None = None,
+                 executor=None):
         self.out = Path(out).resolve()
         self.course = Path(course).resolve()
         self.execute = execute
         self.cell_timeout_s, self.notebook_wall_s = cell_timeout_s, notebook_wall_s
         self.jobs = jobs or max(1, os.cpu_count() or 1)
         self.force = force
+        # Where the sandboxed work runs: this machine (None) or a Dask cluster address (``"local"``,
+        # ``tcp://host:8786``, a scheduler file); or an executor object the caller manages.
+        self.scheduler, self.executor = scheduler, executor
+        self._db_lock = threading.Lock()
         self.results = self.out / ".results"
         self.work = self.out / ".work"
         # Student code must see neither the gradebook, nor other submissions, nor the sources.
@@ -98,42 +121,61 @@ class Grader:
     # -- one student ---------------------------------------------------------------------------
 
     def grade_submission(self, sub: Submission) -> dict:
-        """Phase 1 for one submission: audit, function checks, sandboxed execution; returns the record."""
-        key = _digest(list(sub.notebooks.values()), _source_digest(self.course, sub.assignment, self.execute))
+        """Phase 1 for one submission, on this machine: audit, function checks, sandboxed execution."""
+        plan = self._plan(sub)
+        if plan.record.get("skipped") or plan.unit is None:
+            return plan.record
+        return self._finish(plan, run_unit(plan.unit, self.work, self.sandbox))
+
+    def _plan(self, sub: Submission) -> _Plan:
+        """Coordinator side of phase 1: resume check, audit, sanitize; the sandboxed work as a unit of plain data."""
+        folder = next(iter(sub.notebooks.values())).parent if sub.notebooks else None
+        extras = {n: folder / n for n in NBGRADER_FILES if folder is not None and (folder / n).is_file()
+                  and not (folder / n).is_symlink() and (folder / n).stat().st_size <= 4096}
+        key = _digest([*sub.notebooks.values(), *extras.values()],
+                      _source_digest(self.course, sub.assignment, self.execute))
         record_path = self.results / sub.student / f"{sub.assignment}.json"
         if not self.force and record_path.exists():
             old = json.loads(record_path.read_text())
             if old.get("key") == key:
                 old["skipped"] = True
-                return old
+                return _Plan(sub, old)
         # The files as received are kept under .received/; nbgrader reads submitted/, where renamed
-        # graded cells are made ordinary again (see audit.repair_for_nbgrader).
-        for folder in ("submitted", ".received"):
-            dest = self.out / folder / sub.student / sub.assignment
+        # graded cells are made ordinary again (see audit.repair_for_nbgrader). nbgrader's timestamp.txt
+        # and submission_secret.txt (from `nbgrader collect`) go along: late penalties and
+        # `nbgrader release_feedback` read them.
+        for where in ("submitted", ".received"):
+            dest = self.out / where / sub.student / sub.assignment
             if dest.exists():
                 shutil.rmtree(dest)
             dest.mkdir(parents=True)
             for nb_id, path in sub.notebooks.items():
                 shutil.copyfile(path, dest / f"{nb_id}.ipynb")
+            for name, path in extras.items():
+                shutil.copyfile(path, dest / name)
         record = {"key": key, "student": sub.student, "assignment": sub.assignment, "notebooks": {},
                   "problems": sub.problems}
+        unit = {"student": sub.student, "assignment": sub.assignment, "checks": [], "runs": [],
+                "cell_timeout_s": self.cell_timeout_s, "notebook_wall_s": self.notebook_wall_s}
+        plan = _Plan(sub, record, unit)
         for source_path in sorted((self.out / "source" / sub.assignment).glob("*.ipynb")):
-            nb_id = source_path.stem
             source = nbformat.read(source_path, as_version=4)
-            record["notebooks"][nb_id] = self._grade_notebook(sub, nb_id, source)
-        record_path.parent.mkdir(parents=True, exist_ok=True)
-        record_path.write_text(json.dumps(record, indent=1))
-        return record
+            self._plan_notebook(plan, source_path.stem, source)
+        if not unit["checks"] and not unit["runs"]:   # nothing to run in a sandbox: finish here
+            plan.unit = None
+            self._finish(plan, {"checks": {}, "runs": {}})
+        return plan
 
-    def _grade_notebook(self, sub: Submission, nb_id: str, source) -> dict:
+    def _plan_notebook(self, plan: _Plan, nb_id: str, source) -> None:
+        sub = plan.sub
         functions = audit_mod.graded_functions(source, set(EXERCISES))
         graded = [(c, audit_mod.nbgrader_meta(c)) for c in source.cells if audit_mod.nbgrader_meta(c).get("grade")]
-        cells = {}
 
         def everything(status, message):
-            return {"cells": {m["grade_id"]: {"score": 0.0, "max_score": float(m.get("points", 0)),
-                                              "status": status, "message": message} for _, m in graded},
-                    "executed": None, "corrupt": status == "error"}
+            plan.done[nb_id] = {
+                "cells": {m["grade_id"]: {"score": 0.0, "max_score": float(m.get("points", 0)),
+                                          "status": status, "message": message} for _, m in graded},
+                "executed": None, "corrupt": status == "error"}
 
         path = sub.notebooks.get(nb_id)
         if path is None:
@@ -151,26 +193,64 @@ class Grader:
         repaired = nbformat.from_dict(json.loads(json.dumps(submitted)))
         if audit_mod.repair_for_nbgrader(repaired, source):
             nbformat.write(repaired, self.out / "submitted" / sub.student / sub.assignment / f"{nb_id}.ipynb")
-        verdicts = {}
         for name in functions:
-            if name not in found.answers:
-                verdicts[name] = None
+            if name in found.answers:
+                plan.unit["checks"].append({"notebook": nb_id, "name": name, "answer": found.answers[name],
+                                            "setup": audit_mod.setup_source(source, name)})
+        plan.context[nb_id] = (functions, graded, found, submitted)
+        if not self.execute:
+            plan.run_status[nb_id] = "not executed"
+            return
+        try:
+            with self._db_lock:   # nbgrader's OverwriteCells reads the gradebook
+                nb = sanitize(nbformat.from_dict(json.loads(json.dumps(repaired))), self.out, sub.student,
+                              sub.assignment, nb_id)
+        except Exception as exc:  # nbgrader refused the notebook; grading goes on without outputs
+            plan.run_status[nb_id] = f"not executed: nbgrader could not prepare it ({type(exc).__name__}: {exc})"
+            return
+        files = {f.name: f.read_bytes() for f in (self.out / "source" / sub.assignment).iterdir()
+                 if f.is_file() and f.suffix != ".ipynb"}
+        plan.unit["runs"].append({"notebook": nb_id, "ipynb": nbformat.writes(nb), "files": files})
+
+    def _finish(self, plan: _Plan, result: dict) -> dict:
+        """Coordinator side again: turn the unit's plain results into the record, and save it."""
+        sub, record = plan.sub, plan.record
+        for source_path in sorted((self.out / "source" / sub.assignment).glob("*.ipynb")):
+            nb_id = source_path.stem
+            if nb_id in plan.done:
+                record["notebooks"][nb_id] = plan.done[nb_id]
                 continue
-            verdicts[name] = check_function(
-                get_exercise(name), found.answers[name], audit_mod.setup_source(source, name),
-                self.work / sub.student / sub.assignment / f"check_{name}", self.sandbox,
-                extra_hide=[REPO / "lib"])
-        patch_note = (f"the notebook replaces library functions ({', '.join(sorted(set(found.patches))[:3])}); "
-                      "this has no effect on grading") if found.patches else ""
-        for cell, meta in graded:
-            gid, points = meta["grade_id"], float(meta.get("points", 0))
-            if cell.cell_type == "code" and not meta.get("solution"):
-                name = gid.removeprefix("test_")
-                cells[gid] = self._test_cell_row(name, points, verdicts, found, patch_note, gid)
-            else:
-                cells[gid] = self._manual_row(gid, points, submitted, found)
-        executed, run_status = self._execute(sub, nb_id, repaired) if self.execute else (None, "not executed")
-        return {"cells": cells, "executed": executed, "run_status": run_status, "corrupt": False}
+            functions, graded, found, submitted = plan.context[nb_id]
+            checked = result["checks"].get(nb_id, {})
+            verdicts = {name: checked.get(name) for name in functions}
+            patch_note = (f"the notebook replaces library functions ({', '.join(sorted(set(found.patches))[:3])}); "
+                          "this has no effect on grading") if found.patches else ""
+            cells = {}
+            for cell, meta in graded:
+                gid, points = meta["grade_id"], float(meta.get("points", 0))
+                if cell.cell_type == "code" and not meta.get("solution"):
+                    cells[gid] = self._test_cell_row(gid.removeprefix("test_"), points, verdicts, found, patch_note,
+                                                     gid)
+                else:
+                    cells[gid] = self._manual_row(gid, points, submitted, found)
+            executed, run_status = None, plan.run_status.get(nb_id, "not executed")
+            ran = result["runs"].get(nb_id)
+            if ran is not None:
+                run_status = ran["status"]
+                if ran["ipynb"] is not None:
+                    out = self.work / sub.student / sub.assignment / f"run_{nb_id}" / "out.ipynb"
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    if not out.exists() or out.read_text() != ran["ipynb"]:
+                        out.write_text(ran["ipynb"])
+                    executed = str(out)
+            record["notebooks"][nb_id] = {"cells": cells, "executed": executed, "run_status": run_status,
+                                          "corrupt": False}
+        if result.get("host"):                         # where and how long the sandboxed work ran
+            record["graded_on"], record["unit_seconds"] = result["host"], round(result.get("seconds", 0.0), 1)
+        record_path = self.results / sub.student / f"{sub.assignment}.json"
+        record_path.parent.mkdir(parents=True, exist_ok=True)
+        record_path.write_text(json.dumps(record, indent=1))
+        return record
 
     def _test_cell_row(self, name, points, verdicts, found, patch_note, gid) -> dict:
         notes = found.notes.get(gid, []) + found.notes.get(name, [])
@@ -181,9 +261,9 @@ class Grader:
         if verdict is None:
             return {"score": 0.0, "max_score": points, "status": "missing",
                     "message": f"no answer cell defining {name}() was found" + "".join(f"; {n}" for n in notes)}
-        score = round(points * verdict.fraction, 2)
-        status = verdict.status
-        message = verdict.summary()
+        score = round(points * verdict["fraction"], 2)
+        status = verdict["status"]
+        message = verdict["summary"]
         extra = notes + ([patch_note] if patch_note else [])
         if extra:
             message += "\n" + "\n".join(f"- note: {n}" for n in extra)
@@ -205,38 +285,6 @@ class Grader:
                 "message": "written answer: to be graded by hand in the Formgrader"
                            + "".join(f"; {n}" for n in notes)}
 
-    def _execute(self, sub: Submission, nb_id: str, submitted) -> tuple[str | None, str]:
-        """Run the sanitized notebook in the sandbox; return the executed file (or None) and a status."""
-        work = self.work / sub.student / sub.assignment / f"run_{nb_id}"
-        if work.exists():
-            shutil.rmtree(work)
-        work.mkdir(parents=True)
-        try:
-            nb = sanitize(nbformat.from_dict(json.loads(json.dumps(submitted))), self.out, sub.student,
-                          sub.assignment, nb_id)
-        except Exception as exc:  # nbgrader refused the notebook; grading goes on without outputs
-            return None, f"not executed: nbgrader could not prepare it ({type(exc).__name__}: {exc})"
-        for f in (self.out / "source" / sub.assignment).iterdir():
-            if f.is_file() and f.suffix != ".ipynb":
-                shutil.copy(f, work / f.name)
-        nbformat.write(nb, work / "in.ipynb")
-        shutil.copy(Path(__file__).with_name("notebook_runner.py"), work / "notebook_runner.py")
-        outcome = self.sandbox.run([sys.executable, "notebook_runner.py", "in.ipynb", "out.ipynb",
-                                    str(self.cell_timeout_s)], work, Limits(wall_s=self.notebook_wall_s))
-        out = work / "out.ipynb"
-        if not out.exists():
-            return None, "not executed: " + ("time limit" if outcome.timed_out else outcome.stderr[-300:])
-        try:
-            ran = nbformat.read(out, as_version=4)
-        except Exception:  # the sandboxed process wrote something that is not a notebook
-            return None, "not executed: the run produced an unreadable notebook"
-        status = ran.metadata.get("autograder_run", {}).get("status", "stopped early")
-        if outcome.timed_out:
-            status = f"stopped at the {self.notebook_wall_s:.0f} s limit"
-        elif outcome.oom:
-            status = "stopped: memory limit"
-        return str(out), str(status)
-
     # -- the batch -----------------------------------------------------------------------------
 
     def grade(self, submissions: Path, assignment: str | None = None) -> list[dict]:
@@ -249,6 +297,10 @@ class Grader:
             root = safe_extract(submissions, self.out / ".incoming")
         else:
             root = submissions.resolve()
+            if root == self.out or self.out in root.parents:
+                raise SubmissionsError(f"{submissions} lies inside the grading folder {self.out}, which the grader "
+                                       "rewrites; grade into another --out (e.g. nbgrader's collected "
+                                       "course/submitted with --out grading)")
             self.sandbox.hide.append(root)
         subs = collect(root, assignment, known)
         if not subs:
@@ -258,25 +310,69 @@ class Grader:
         for s in subs:
             for p in s.problems:
                 print(f"warning: {s.student}/{s.assignment}: {p}", file=sys.stderr)
-        api = prepare(self.out, sorted({s.assignment for s in valid}), self.course)
-        progress = Progress(len(valid), "grading")
-        records = []
-        with concurrent.futures.ThreadPoolExecutor(self.jobs) as pool:
-            futures = {pool.submit(self.grade_submission, s): s for s in valid}
-            for fut in concurrent.futures.as_completed(futures):
-                s = futures[fut]
-                try:
-                    records.append(fut.result())
-                except Exception as exc:  # the pipeline's own failure for one student: say so, go on
-                    records.append(self._crashed(s, exc))
-                progress.step(f"{s.student}/{s.assignment}")
+        # The cluster first: an unreachable scheduler is reported before any work is done.
+        executor = self.executor if self.executor is not None else make_executor(self.scheduler, self.jobs)
+        try:
+            api = prepare(self.out, sorted({s.assignment for s in valid}), self.course)
+            records = self._run_phase1(valid, executor)
+        finally:
+            if self.executor is None:
+                executor.close()
         for rec in sorted(records, key=lambda r: (r["student"], r["assignment"])):
             if not rec.get("skipped"):
                 self._record_in_gradebook(api, rec)
         return self.write_csv()
 
+    def _run_phase1(self, subs: list[Submission], executor) -> list[dict]:
+        """Plan each submission here, run its unit on ``executor``, finish it here as it comes back."""
+        progress = Progress(len(subs), f"grading ({executor.describe()})")
+        finished: queue.Queue = queue.Queue()
+        slots = threading.BoundedSemaphore(2 * executor.slots)   # units in flight: bounded memory
+
+        def plan_and_submit(s: Submission) -> None:
+            try:
+                plan = self._plan(s)
+            except Exception as exc:  # the pipeline's own failure for one student: say so, go on
+                finished.put((s, None, None, exc))
+                return
+            if plan.record.get("skipped") or plan.unit is None:
+                finished.put((s, plan, None, None))
+                return
+            slots.acquire()
+
+            def done(result, exc):
+                slots.release()
+                finished.put((s, plan, result, exc))
+
+            try:
+                executor.submit(plan.unit, done, workroot=self.work, sandbox=self.sandbox)
+            except Exception as exc:  # the executor refused the unit (cluster gone): record it, go on
+                done(None, exc)
+
+        records = []
+        with concurrent.futures.ThreadPoolExecutor(PLANNERS) as planners:
+            for s in subs:
+                planners.submit(plan_and_submit, s)
+            for _ in subs:
+                s, plan, result, exc = finished.get()
+                try:
+                    if exc is not None:
+                        records.append(self._crashed(s, exc))
+                    elif result is None:
+                        records.append(plan.record)
+                    else:
+                        records.append(self._finish(plan, result))
+                except Exception as exc2:  # noqa: BLE001 - finishing failed: still a row with a reason
+                    records.append(self._crashed(s, exc2))
+                progress.step(f"{s.student}/{s.assignment}")
+        return records
+
     def _crashed(self, sub: Submission, exc: Exception) -> dict:
-        message = f"the grader itself failed on this submission ({type(exc).__name__}: {exc}); rerun with --force"
+        if isinstance(exc, UnitLost | ClusterError):
+            message = f"not graded: {exc}; run the same command again to grade it (graded students are kept)"
+        else:
+            message = (f"the grader itself failed on this submission ({type(exc).__name__}: {exc}); "
+                       "rerun with --force")
         notebooks = {}
         for source_path in sorted((self.out / "source" / sub.assignment).glob("*.ipynb")):
             source = nbformat.read(source_path, as_version=4)

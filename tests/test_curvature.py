@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pytest
 import scipy.sparse.linalg
+import secondorder as so
 import torch
 import torch.nn.functional as F
 from conftest import spd_matrix
@@ -325,6 +326,32 @@ def test_model_hvp_matches_dense_hessian(device, method):
     testing.check_close("model_hvp (flat)", model_hvp(model, loss_fn, batch, flat, method=method),
                         dense @ flat, rtol=rtol)
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_hvp_at_reuses_one_gradient_graph_and_matches_the_dense_hessian(device):
+    """hvp_at: every product equals the dense oracle's, repeated products are identical, and the
+    loss (forward and first backward) runs once however many products are made."""
+    model, loss_fn, batch = make_case("mlp", "ce_mean", device)
+    dense = oracle(model, loss_fn, batch, "hessian")
+    params = list(model.parameters())
+    calls = [0]
+
+    def loss():
+        calls[0] += 1
+        return loss_fn(model(batch[0]), batch[1])
+
+    product = so.curvature.hvp_at(loss, params)
+    for seed in range(3):
+        v = torch.randn(dense.shape[0], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        v = v.to(device)
+        testing.check_close("hvp_at", product(v), dense @ v, rtol=1e-10)
+        assert torch.equal(product(v), product(v))
+    assert calls[0] == 1
+    assert all(p.grad is None for p in params)
+    with pytest.raises(ValueError, match="v must have shape"):
+        product(torch.zeros(3, dtype=torch.float64, device=device))
+    linear = so.curvature.hvp_at(lambda: (params[0] * 2).sum(), params[:1])
+    assert not linear(torch.ones(params[0].numel(), dtype=params[0].dtype, device=device)).any()
 
 
 def test_model_hvp_in_the_models_own_parameters_matches_functional_call(device):

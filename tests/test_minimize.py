@@ -141,7 +141,7 @@ def test_bad_arguments():
         so.minimize(lambda x: x, x0)
     with pytest.raises(ValueError, match="history_size"):
         so.minimize(rosenbrock, x0, "lbfgs", history_size=0)
-    with pytest.raises(ValueError, match="jac=False"):
+    with pytest.raises(ValueError, match="jac=True needs hess"):
         so.minimize(lambda x: ((x ** 2).sum(), 2 * x), x0, "newton", jac=True)
 
 
@@ -157,3 +157,156 @@ def test_unscaled_h0_matches_scipy_on_ill_conditioned_quadratics(shift):
     res = so.minimize(p.f, p.x0, "bfgs", gtol=1e-5 * shift, scale_h0=False)
     assert res.success and res.nfev <= 1.2 * ref.nfev, (res.nfev, ref.nfev)
     torch.testing.assert_close(res.x, p.x_star, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["sr1", "bfgs", "dfp", "lbfgs", "bfgs-damped"])
+def test_record_gives_the_path_the_pairs_and_h(device, method):
+    """Recorded x, g, s, y, d and H agree with each other and with the secant equation."""
+    x0 = torch.tensor(X0[5], dtype=torch.float64, device=device)
+    res = so.minimize(rosenbrock, x0, method, record=("x", "g", "s", "y", "d", "H"), history_size=3, max_iter=40)
+    x_prev = x0
+    for row in res.trace:
+        assert torch.allclose(row["x"] - x_prev, row["s"], atol=1e-14)
+        assert torch.allclose(row["s"], row["alpha"] * row["d"], rtol=1e-12, atol=1e-15)
+        xr = row["x"].clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(rosenbrock(xr), xr)
+        assert torch.allclose(row["g"], g, rtol=1e-12, atol=1e-12)
+        assert row["H"].shape == (5, 5) and row["H"].device == x0.device
+        if row["update"] == "accepted" and method in ("bfgs", "dfp", "lbfgs"):   # these satisfy H₊ y = s
+            assert torch.allclose(row["H"] @ row["y"], row["s"], rtol=1e-8, atol=1e-12)
+        x_prev = row["x"]
+    # The next direction is −H g with the recorded H: the recorded matrix is the one the method uses.
+    for row, nxt in zip(res.trace, res.trace[1:]):
+        if float(nxt["dphi"]) < 0 and method != "sr1":
+            assert torch.allclose(nxt["d"], -row["H"] @ row["g"], rtol=1e-8, atol=1e-12)
+
+
+def test_lbfgs_recorded_h_is_bfgs_from_gamma_i_over_the_last_m_pairs():
+    x0 = torch.tensor(X0[5], dtype=torch.float64)
+    m = 3
+    res = so.minimize(rosenbrock, x0, "lbfgs", history_size=m, record=("s", "y", "H"), max_iter=12)
+    pairs = [(r["s"], r["y"]) for r in res.trace if r["update"] == "accepted"]
+    last = res.trace[-1]
+    S, Y = zip(*pairs[-m:])
+    for scale_h0, gamma in ((True, float(S[-1] @ Y[-1] / (Y[-1] @ Y[-1]))), (False, 1.0)):
+        H = gamma * torch.eye(5, dtype=torch.float64)
+        for s, y in zip(S, Y):
+            H = so.bfgs_inverse_update(H, s, y)
+        if scale_h0:
+            assert torch.allclose(last["H"], H, rtol=1e-10, atol=1e-12)
+    unscaled = so.minimize(rosenbrock, x0, "lbfgs", history_size=m, scale_h0=False, record=("s", "y", "H"),
+                           max_iter=12)
+    pairs = [(r["s"], r["y"]) for r in unscaled.trace if r["update"] == "accepted"]
+    H = torch.eye(5, dtype=torch.float64)
+    for s, y in pairs[-m:]:
+        H = so.bfgs_inverse_update(H, s, y)
+    assert torch.allclose(unscaled.trace[-1]["H"], H, rtol=1e-10, atol=1e-12)
+
+
+def test_pair_rule_none_lets_negative_curvature_in():
+    """On a concave stretch with Armijo steps, skipping keeps H positive definite; no test does not."""
+    def double_well(x):                        # concave in x₁ for |x₁| < 2/√3
+        return -2.0 * x[0] ** 2 + 0.25 * x[0] ** 4 + 0.5 * x[1] ** 2
+
+    x0 = torch.tensor([0.1, 0.3], dtype=torch.float64)
+    kept = so.minimize(double_well, x0, "bfgs", line_search="armijo", record=("H",), max_iter=30)
+    loose = so.minimize(double_well, x0, "bfgs", line_search="armijo", pair_rule="none", record=("H",),
+                        max_iter=30)
+    assert any(r["sy"] < 0 and r["update"] == "skipped" for r in kept.trace)
+    assert all(float(torch.linalg.eigvalsh(r["H"])[0]) > 0 for r in kept.trace)
+    assert any(r["sy"] < 0 and r["update"] == "accepted" for r in loose.trace)
+    assert any(float(torch.linalg.eigvalsh(r["H"])[0]) < 0 for r in loose.trace)
+
+
+def test_record_and_pair_rule_bad_arguments():
+    x0 = torch.zeros(2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="record"):
+        so.minimize(rosenbrock, x0, "bfgs", record=("hessian",))
+    with pytest.raises(ValueError, match="record 'H' needs a quasi-Newton"):
+        so.minimize(rosenbrock, x0, "gd", record=("H",))
+    with pytest.raises(ValueError, match="pair_rule"):
+        so.minimize(rosenbrock, x0, "bfgs", pair_rule="damp")
+
+
+def test_newton_with_a_closed_form_hessian_matches_autograd_and_scipy():
+    x0 = torch.tensor(X0[5], dtype=torch.float64)
+    problem = so.problems.rosenbrock(5, x0)
+    for x in (x0, torch.linspace(-1, 2, 5, dtype=torch.float64)):
+        H = so.problems.rosenbrock_hessian(x)
+        assert torch.allclose(H, torch.func.hessian(rosenbrock)(x), rtol=1e-13, atol=1e-10)
+        assert np.allclose(H.numpy(), scipy.optimize.rosen_hess(x.numpy()), rtol=1e-14)
+        assert torch.equal(problem.hessian(x), H)
+    auto = so.minimize(rosenbrock, x0, "newton")
+    closed = so.minimize(problem.value_and_grad, x0, "newton", jac=True, hess=so.problems.rosenbrock_hessian)
+    assert closed.success and closed.nit == auto.nit
+    assert torch.allclose(closed.x, auto.x, rtol=1e-10)
+    with pytest.raises(ValueError, match="hess is used by method='newton' only"):
+        so.minimize(rosenbrock, x0, "bfgs", hess=so.problems.rosenbrock_hessian)
+    with pytest.raises(ValueError, match="x must have at least 2"):
+        so.problems.rosenbrock_hessian(torch.ones(1))
+
+
+@pytest.mark.parametrize("method,kernels", [
+    ("bfgs", {"bfgs_inverse_update": so.bfgs_inverse_update}),
+    ("dfp", {"dfp_inverse_update": so.dfp_inverse_update}),
+    ("sr1", {"sr1_update": so.sr1_update}),
+    ("lbfgs", {"two_loop_recursion": so.two_loop_recursion}),
+    ("bfgs-damped", {"powell_damped_y": so.powell_damped_y, "bfgs_update": so.bfgs_update}),
+])
+def test_kernels_plug_in_the_public_functions(method, kernels):
+    """The public functions plugged in as kernels reproduce the built-in run; a wrong one changes it."""
+    x0 = torch.tensor(X0[5], dtype=torch.float64)
+    ref = so.minimize(rosenbrock, x0, method, history_size=4)
+    own = so.minimize(rosenbrock, x0, method, history_size=4, kernels=kernels)
+    assert own.nit == ref.nit and torch.allclose(own.x, ref.x, rtol=1e-9, atol=1e-12)
+    swapped = {name: _with_s_and_y_swapped(name, fn) for name, fn in kernels.items()}
+    try:
+        wrong = so.minimize(rosenbrock, x0, method, history_size=4, kernels=swapped, max_iter=ref.nit)
+        assert not (wrong.nit == ref.nit and torch.allclose(wrong.x, ref.x, rtol=1e-9))
+    except ValueError:
+        pass                                   # some swapped kernels refuse their arguments: also visible
+
+
+def _with_s_and_y_swapped(name, fn):
+    if name == "two_loop_recursion":
+        return lambda g, S, Y, gamma: fn(g, Y, S, gamma)
+    return lambda A, s, y, *rest: fn(A, y, s, *rest)
+
+
+def test_kernels_bad_arguments():
+    x0 = torch.zeros(2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="kernels: method 'bfgs' uses"):
+        so.minimize(rosenbrock, x0, "bfgs", kernels={"two_loop_recursion": so.two_loop_recursion})
+    with pytest.raises(ValueError, match="must be callable"):
+        so.minimize(rosenbrock, x0, "lbfgs", kernels={"two_loop_recursion": 3})
+
+
+def test_on_failure_retry_keeps_going_on_noisy_gradients():
+    """With noisy gradients a failed line search is not the end: stay, redraw the gradient, go on."""
+    q = so.problems.quadratic(n=20, cond=1e3, seed=10)
+    gen = torch.Generator().manual_seed(1)
+
+    def noisy(x):
+        return q.f(x), q.A @ x - q.b + 0.02 * torch.randn(20, generator=gen, dtype=torch.float64)
+
+    stop = so.minimize(noisy, q.x0, "bfgs", jac=True, line_search="armijo", gtol=0.0, max_iter=60, scale_h0=False)
+    gen.manual_seed(1)
+    retry = so.minimize(noisy, q.x0, "bfgs", jac=True, line_search="armijo", gtol=0.0, max_iter=60,
+                        scale_h0=False, on_failure="retry", record=("x", "s"))
+    assert not stop.success and "line search" in stop.message and stop.nit < 60
+    refused = [row for row in retry.trace if row["update"] == "no step"]
+    assert refused and len(retry.trace) == 60
+    for row in refused:
+        assert row["alpha"] == 0.0 and row["step_norm"] == 0.0 and not bool(row["s"].any())
+    assert retry.fun < stop.fun                  # going on after a refused step pays off
+    with pytest.raises(ValueError, match="on_failure"):
+        so.minimize(noisy, q.x0, jac=True, on_failure="ignore")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_damped_bfgs_survives_rounding_at_the_minimizer(dtype):
+    """In float32 near the minimizer Powell's sᵀr can round to 0: the pair is skipped, nothing raises."""
+    q = so.problems.quadratic(n=20, cond=1e3, seed=10, dtype=dtype)
+    res = so.minimize(q.value_and_grad, q.x0, "bfgs-damped", jac=True, line_search="armijo", gtol=0.0,
+                      max_iter=60, on_failure="retry")
+    assert float(res.fun) - float(q.f_star) < (1e-6 if dtype == torch.float32 else 1e-12)

@@ -1,4 +1,5 @@
-"""cholesky_with_jitter: no shift for positive definite input, the smallest working shift otherwise."""
+"""cholesky_with_jitter: no shift for positive definite input, the smallest working shift otherwise;
+levenberg_marquardt: converges where Newton's Hessian is indefinite, Newton near the solution."""
 
 import pytest
 import secondorder as so
@@ -61,3 +62,30 @@ def test_bad_arguments_name_the_argument(kwargs, name):
 def test_nan_input_is_refused():
     with pytest.raises(ValueError, match="A"):
         so.cholesky_with_jitter(torch.full((2, 2), float("nan")))
+
+
+def test_levenberg_marquardt_on_rosenbrock_and_an_indefinite_start():
+    """Converges to the minimizer from the classical start and from a point with an indefinite Hessian."""
+    problem = so.problems.rosenbrock(2)
+    assert float(torch.linalg.eigvalsh(problem.hessian(torch.tensor([0.5, 1.5], dtype=torch.float64)))[0]) < 0
+    for x0 in (torch.tensor([-1.2, 1.0], dtype=torch.float64), torch.tensor([0.5, 1.5], dtype=torch.float64)):
+        res = so.levenberg_marquardt(problem.value_and_grad, problem.hessian, x0)
+        assert res.success, res.message
+        assert float((res.x - 1).abs().max()) < 1e-8
+        f = [row["f"] for row in res.trace if row["accepted"]]
+        assert all(a >= b for a, b in zip(f, f[1:]))               # only decreasing steps are taken
+        assert res.trace[-1]["damping"] < res.trace[0]["damping"]   # Newton's steps in the end
+        assert abs(res.trace[-1]["rho"] - 1) < 1e-2                 # the quadratic model is exact there
+
+
+def test_levenberg_marquardt_with_huge_damping_is_gradient_descent_and_bad_input():
+    A = torch.diag(torch.tensor([1.0, 10.0], dtype=torch.float64))
+    x0 = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    res = so.levenberg_marquardt(lambda x: (0.5 * x @ A @ x, A @ x), lambda x: A, x0, damping=1e8, max_iter=1)
+    step = res.x - x0
+    cos = float(step @ -(A @ x0) / (step.norm() * (A @ x0).norm()))
+    assert cos > 1 - 1e-6
+    with pytest.raises(ValueError, match="damping"):
+        so.levenberg_marquardt(lambda x: (x @ x, 2 * x), lambda x: 2 * torch.eye(2), x0, damping=0.0)
+    with pytest.raises(ValueError, match="shrink and grow"):
+        so.levenberg_marquardt(lambda x: (x @ x, 2 * x), lambda x: 2 * torch.eye(2), x0, shrink=0.5)

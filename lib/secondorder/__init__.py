@@ -7,7 +7,7 @@ operators in :mod:`secondorder.curvature`; the course's test problems in :mod:`s
 Notation follows the course's notation page: ``s, y, B, H, g``.
 """
 
-from . import curvature, exercises, optim, problems, testing
+from . import curvature, exercises, optim, problems, sharpness, testing
 from .cost_model import optimizer_cost
 from .curvature import hvp
 from .kfac import kfac_factors, kfac_precondition
@@ -27,7 +27,7 @@ from .quasi_newton import (
 )
 from .secant import estimate_order, secant_method
 from .spectral import hutchinson_trace, hutchpp_trace, lanczos, power_iteration, slq_density
-from .stability import cholesky_with_jitter
+from .stability import cholesky_with_jitter, levenberg_marquardt
 from .two_loop import two_loop_recursion
 
 __version__ = "0.1.0"
@@ -54,6 +54,7 @@ __all__ = [
     "kfac_factors",
     "kfac_precondition",
     "lanczos",
+    "levenberg_marquardt",
     "matrix_inverse_root",
     "minimize",
     "newton_schulz",
@@ -63,6 +64,7 @@ __all__ = [
     "powell_damped_y",
     "problems",
     "secant_method",
+    "sharpness",
     "secant_residual",
     "slq_density",
     "sr1_update",

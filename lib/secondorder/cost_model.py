@@ -2,7 +2,8 @@ r"""What each optimizer costs per step: state memory and floating-point operatio
 
 :func:`optimizer_cost` applies the formulas below to a list of parameter shapes (or a module's
 parameters); :func:`transformer_shapes` and :data:`PRESETS` give GPT-style models from 1M to 70B
-parameters; :func:`feasibility_table` puts the two together against one accelerator's memory;
+parameters, :func:`transformer_config_for_size` one of any size and aspect ratio;
+:func:`feasibility_table` puts the two together against one accelerator's memory;
 :func:`measured_state_bytes` reads the real state of a ``torch.optim`` optimizer to check them.
 
 Notation: :math:`N` parameters in all; a tensor with two or more dimensions is an
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -207,15 +209,18 @@ def optimizer_cost(params: nn.Module | Iterable[Sequence[int]], method: str, *, 
     else:
         if method == "shampoo":
             D = max_precond_dim or 1024
-            per = [_shampoo(s, D, k, grafting) for s in shapes]
+            one = lambda s: _shampoo(s, D, k, grafting)          # noqa: E731
         elif method == "soap":
             D = max_precond_dim or 10000
-            per = [_soap(s, D, k) for s in shapes]
+            one = lambda s: _soap(s, D, k)                       # noqa: E731
         elif method == "muon":
-            per = [_muon(s, ns_steps) for s in shapes]
+            one = lambda s: _muon(s, ns_steps)                   # noqa: E731
         else:
-            per = [_kfac(s, k) for s in shapes]
-        elements, flops = sum(e for e, _ in per), float(sum(f for _, f in per))
+            one = lambda s: _kfac(s, k)                          # noqa: E731
+        # A transformer repeats the same few shapes in every block: cost each distinct shape once.
+        per = [(count, one(s)) for s, count in Counter(shapes).items()]
+        elements = sum(count * e for count, (e, _) in per)
+        flops = float(sum(count * f for count, (_, f) in per))
     return Cost(method, N, elements * dtype_bytes, flops)
 
 
@@ -232,6 +237,36 @@ def transformer_shapes(d_model: int, n_layers: int, vocab: int, d_ff: int | None
     block = [(d,), (d,)] + [(d, d), (d,)] * 4 + [(d,), (d,), (f, d), (f,), (d, f), (d,)]
     head = [(vocab,)] if tied else [(vocab, d), (vocab,)]
     return [(vocab, d), (context, d)] + block * n_layers + [(d,), (d,)] + head
+
+
+def transformer_config_for_size(n_params: float, *, vocab: int = 32000, aspect: float = 128.0,
+                                d_ff_mult: int = 4, context: int = 4096, tied: bool = False) -> dict:
+    r"""Keyword arguments of :func:`transformer_shapes` for a model of about ``n_params`` parameters.
+
+    The width :math:`d` runs over multiples of 64 and the depth is :math:`L = \max(1,
+    \operatorname{round}(d / \text{aspect}))`; the pair whose count is closest to ``n_params`` (in
+    ratio) wins. ``aspect`` 128 is the ratio of the 7B preset (4096 / 32); smaller values give deep,
+    narrow models. Counts come from the same layout as :func:`transformer_shapes`: per block
+    :math:`(4 + 2 f) d^2` weights with :math:`f` = ``d_ff_mult``, plus biases and norms, plus the
+    embeddings (``vocab · d`` and ``context · d``) and the read-out.
+
+    Returns
+    -------
+    dict
+        ``d_model``, ``n_layers``, ``vocab``, ``d_ff``, ``context``, ``tied``.
+    """
+    if not n_params > 0 or not aspect > 0:
+        raise ValueError(f"n_params and aspect must be positive, got {n_params!r} and {aspect!r}")
+
+    def count(d: int, L: int) -> int:
+        f = d_ff_mult * d
+        block = 4 * (d * d + d) + 2 * d + 2 * f * d + f + d + 2 * d
+        head = vocab if tied else vocab * d + vocab
+        return vocab * d + context * d + L * block + 2 * d + head
+
+    candidates = [(d, max(1, round(d / aspect))) for d in range(64, 65537, 64)]
+    d, L = min(candidates, key=lambda dl: abs(math.log(count(*dl) / n_params)))
+    return dict(d_model=d, n_layers=L, vocab=vocab, d_ff=d_ff_mult * d, context=context, tied=tied)
 
 
 def preset_shapes(name: str) -> list[tuple[int, ...]]:

@@ -105,7 +105,8 @@ def kfac_block(A: Tensor, G: Tensor) -> Tensor:
     """
     check_square("A", A)
     check_square("G", G, like=A, like_name="A")
-    return torch.kron(G, A)                                   # (d_out·d_in, d_out·d_in)
+    # torch.kron fails on some non-contiguous inputs (an einsum result, a transpose): copy those first.
+    return torch.kron(G.contiguous(), A.contiguous())         # (d_out·d_in, d_out·d_in)
 
 
 def _check_symmetric(name: str, M: Tensor) -> None:

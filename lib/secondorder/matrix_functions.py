@@ -5,6 +5,8 @@ r"""Matrix functions behind Shampoo, SOAP and Muon: pure kernels, tensor in and 
                                            :math:`L^{-1/4}`, :math:`R^{-1/4}`)
 :func:`newton_schulz`                      approximate orthogonal polar factor :math:`U V^\top` of
                                            :math:`G = U \Sigma V^\top` (Muon)
+:func:`singular_value_map`                 what :func:`newton_schulz` does to each singular value:
+                                           the scalar polynomial, iterated
 :func:`eigenbasis`                         eigenvectors of a symmetric matrix, largest eigenvalue first
                                            (SOAP's first basis)
 :func:`refresh_eigenbasis`                 one step of subspace iteration towards that basis (SOAP's
@@ -209,6 +211,43 @@ def _newton_schulz(G: Tensor, steps: int, coefficients: tuple[float, float, floa
         B = torch.addmm(A, A, A, beta=b, alpha=c)                # (r, r) = bA + cA²
         X = torch.addmm(X, B, X, beta=a)                         # (r, c) = aX + BX
     return X.mT if tall else X                                   # (m, n)
+
+
+def singular_value_map(sigma: Tensor, steps: int = 5, coefficients: Sequence[float] = MUON_COEFFICIENTS) -> Tensor:
+    r"""The map :math:`\sigma \mapsto \phi^{\circ k}(\sigma)` that :func:`newton_schulz` applies to singular values.
+
+    With :math:`\phi(\sigma) = a\sigma + b\sigma^3 + c\sigma^5` and :math:`X_0 = U \Sigma_0 V^\top`,
+    every iterate is :math:`X_k = U \phi^{\circ k}(\Sigma_0) V^\top` because
+    :math:`(X X^\top)^j X = U \Sigma^{2j+1} V^\top`; so the singular values of
+    ``newton_schulz(G, steps, coefficients, eps)`` are ``singular_value_map(σ / (‖G‖_F + eps), steps,
+    coefficients)`` for the singular values :math:`\sigma` of :math:`G` ([MUON]_). The fixed band
+    of Muon's coefficients is read off this map: after five steps every input in
+    :math:`[0.005, 1]` lands in :math:`[0.68, 1.16]`, while inputs below about :math:`0.0015` stay
+    below 0.68 (:math:`\phi^{\circ 5}(\sigma) \approx a^5 \sigma \approx 484\, \sigma` there).
+
+    Parameters
+    ----------
+    sigma : Tensor
+        Values in :math:`[0, 1]` (any shape), e.g. normalized singular values.
+    steps : int
+        Number of iterations :math:`k \ge 0` (default 5).
+    coefficients : (a, b, c)
+        As in :func:`newton_schulz`.
+
+    Returns
+    -------
+    Tensor
+        :math:`\phi^{\circ k}(\sigma)`, elementwise, with ``sigma``'s shape and dtype.
+    """
+    check_tensor("sigma", sigma)
+    check_count("steps", steps, minimum=0)
+    if len(coefficients) != 3:
+        raise ValueError(f"coefficients must be three numbers (a, b, c), got {coefficients!r}")
+    a, b, c = (float(v) for v in coefficients)
+    for _ in range(steps):
+        s2 = sigma * sigma
+        sigma = sigma * (a + s2 * (b + c * s2))
+    return sigma
 
 
 def eigenbasis(M: Tensor) -> Tensor:

@@ -18,7 +18,7 @@ References
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -27,10 +27,10 @@ from torch import Tensor
 from ._validation import check_positive, check_vector
 from .linesearch import LineSearchResult, backtracking, strong_wolfe
 from .quasi_newton import (
-    bfgs_inverse_update,
+    _bfgs_inverse,
+    _dfp_inverse,
     bfgs_update,
     curvature_pair_accepted,
-    dfp_inverse_update,
     initial_scaling,
     powell_damped_y,
     sr1_update,
@@ -38,11 +38,12 @@ from .quasi_newton import (
 from .two_loop import _two_loop
 
 METHODS = ("gd", "newton", "sr1", "bfgs", "dfp", "lbfgs")
+_RECORDABLE = ("x", "g", "s", "y", "d", "H")
 
 
 @dataclass
 class OptimizeResult:
-    """What :func:`minimize` returns.
+    r"""What :func:`minimize` returns.
 
     Attributes
     ----------
@@ -60,7 +61,10 @@ class OptimizeResult:
         Why the run stopped.
     trace : list of dict
         One row per iteration: ``k, f, grad_norm, alpha, step_norm, sy, secant_residual, update,
-        nfev`` (``update`` is ``"accepted"``, ``"skipped"``, ``"damped"`` or ``"none"``).
+        nfev, dphi, fallback``. ``update`` is ``"accepted"``, ``"skipped"``, ``"damped"``, ``"none"``
+        or ``"no step"`` (after a retried line search); ``dphi`` is :math:`g_k^\top d_k`; ``fallback``
+        is True when the method's direction was not a descent direction and :math:`-g_k` was used
+        instead. Plus what ``record`` asks for.
     """
 
     x: Tensor
@@ -78,11 +82,25 @@ class _Direction:
 
     name = ""
 
+    #: Names of the building blocks a caller may replace through ``kernels`` (the course's exercises).
+    kernel_names: tuple[str, ...] = ()
+
     def __init__(self, f, n, like, options):
         self.f, self.options = f, options
+        self.kernels = options["kernels"]
 
     def direction(self, x: Tensor, g: Tensor) -> Tensor:
         return -g
+
+    def accept(self, s: Tensor, y: Tensor) -> bool:
+        """The curvature test of ``pair_rule``: scale-invariant skipping, or none at all."""
+        if self.options["pair_rule"] == "none":
+            return bool(torch.dot(s, y) != 0)                # only a zero denominator cannot be used
+        return bool(curvature_pair_accepted(s, y, self.options["curvature_eps"]))
+
+    def inverse_model(self) -> Tensor | None:
+        """H_k, the current inverse-Hessian approximation as a dense matrix (None for gd and newton)."""
+        return None
 
     def update(self, s, y, x_new, g_new) -> tuple[str, float]:
         """Update the curvature model; return (verdict, secant residual or nan)."""
@@ -99,7 +117,8 @@ class _Newton(_Direction):
     name = "newton"
 
     def direction(self, x, g):
-        Hf = torch.func.hessian(self.f)(x.detach())           # (n, n)
+        hess = self.options["hess"]
+        Hf = hess(x.detach()) if hess is not None else torch.func.hessian(self.f)(x.detach())   # (n, n)
         Hf = 0.5 * (Hf + Hf.T)
         eye = torch.eye(Hf.shape[0], dtype=Hf.dtype, device=Hf.device)
         beta = 1e-3 * float(Hf.abs().max()) or 1e-3
@@ -119,33 +138,43 @@ class _InverseQuasiNewton(_Direction):
         super().__init__(f, n, like, options)
         self.H = torch.eye(n, dtype=like.dtype, device=like.device)
         self.scaled = not options["scale_h0"]
-        self.kernel = bfgs_inverse_update if self.name == "bfgs" else dfp_inverse_update
+        self.kernel = _bfgs_inverse if self.name == "bfgs" else _dfp_inverse
+        self.own_kernel = self.kernels.get(self.kernel_names[0])
 
     def direction(self, x, g):
         return -(self.H @ g)
 
+    def inverse_model(self):
+        return self.H
+
     def update(self, s, y, x_new, g_new):
-        if not bool(curvature_pair_accepted(s, y, self.options["curvature_eps"])):
+        if not self.accept(s, y):
             return "skipped", math.nan
-        if not self.scaled:                                  # H0 = γ I before the first update (6.20)
+        if not self.scaled and float(torch.dot(s, y)) > 0:   # H0 = γ I before the first update (6.20)
             self.H = self.H * initial_scaling(s, y)
             self.scaled = True
-        self.H = self.kernel(self.H, s, y)
+        if self.own_kernel is not None:
+            self.H = self.own_kernel(self.H, s, y)
+        else:
+            self.H = self.kernel(self.H, s, y, torch.dot(s, y))   # accept() made sure sᵀy ≠ 0
         return "accepted", float(torch.linalg.vector_norm(self.H @ y - s) / torch.linalg.vector_norm(s))
 
 
 class _BFGS(_InverseQuasiNewton):
     name = "bfgs"
+    kernel_names = ("bfgs_inverse_update",)
 
 
 class _DFP(_InverseQuasiNewton):
     name = "dfp"
+    kernel_names = ("dfp_inverse_update",)
 
 
 class _SR1(_Direction):
     """SR1 on the Hessian approximation B; falls back to −g where B gives no descent direction."""
 
     name = "sr1"
+    kernel_names = ("sr1_update",)
 
     def __init__(self, f, n, like, options):
         super().__init__(f, n, like, options)
@@ -158,11 +187,14 @@ class _SR1(_Direction):
             return -g
         return -torch.cholesky_solve(g.unsqueeze(1), L).squeeze(1)
 
+    def inverse_model(self):
+        return torch.linalg.pinv(self.B, hermitian=True)
+
     def update(self, s, y, x_new, g_new):
         if not self.scaled and bool(curvature_pair_accepted(s, y, self.options["curvature_eps"])):
             self.B = self.B / initial_scaling(s, y)
             self.scaled = True
-        B_new = sr1_update(self.B, s, y, self.options["sr1_r"])
+        B_new = self.kernels.get("sr1_update", sr1_update)(self.B, s, y, self.options["sr1_r"])
         skipped = torch.equal(B_new, self.B)
         self.B = B_new
         if skipped:
@@ -174,20 +206,37 @@ class _LBFGS(_Direction):
     """Limited-memory BFGS: the last m pairs and the two-loop recursion, Algorithm 7.5 of [NW]_."""
 
     name = "lbfgs"
+    kernel_names = ("two_loop_recursion",)
 
     def __init__(self, f, n, like, options):
         super().__init__(f, n, like, options)
         self.m = int(options["history_size"])
         self.s_hist, self.y_hist, self.rho = [], [], []
 
+    def _gamma(self):
+        if not self.options["scale_h0"]:
+            return 1.0
+        return initial_scaling(self.s_hist[-1], self.y_hist[-1])
+
     def direction(self, x, g):
         if not self.s_hist:
             return -g
-        gamma = initial_scaling(self.s_hist[-1], self.y_hist[-1])
-        return -_two_loop(g, self.s_hist, self.y_hist, self.rho, gamma)
+        own = self.kernels.get("two_loop_recursion")
+        if own is not None:                                  # gamma=None: the function applies rule (7.20)
+            return -own(g, list(self.s_hist), list(self.y_hist), None if self.options["scale_h0"] else 1.0)
+        return -_two_loop(g, self.s_hist, self.y_hist, self.rho, self._gamma())
+
+    def inverse_model(self):
+        n = self.options["n"]
+        like = self.options["like"]
+        eye = torch.eye(n, dtype=like.dtype, device=like.device)
+        if not self.s_hist:
+            return eye
+        gamma = self._gamma()                                # H_k applied to the n columns of I: O(m n²)
+        return torch.stack([_two_loop(e, self.s_hist, self.y_hist, self.rho, gamma) for e in eye], 1)
 
     def update(self, s, y, x_new, g_new):
-        if not bool(curvature_pair_accepted(s, y, self.options["curvature_eps"])):
+        if not self.accept(s, y):
             return "skipped", math.nan
         if len(self.s_hist) == self.m:
             del self.s_hist[0], self.y_hist[0], self.rho[0]
@@ -201,6 +250,7 @@ class _DampedBFGS(_Direction):
     """Direct-form BFGS with Powell damping (Procedure 18.2 of [NW]_): every pair is used."""
 
     name = "bfgs-damped"
+    kernel_names = ("powell_damped_y", "bfgs_update")
 
     def __init__(self, f, n, like, options):
         super().__init__(f, n, like, options)
@@ -209,10 +259,15 @@ class _DampedBFGS(_Direction):
     def direction(self, x, g):
         return -torch.linalg.solve(self.B, g)
 
+    def inverse_model(self):
+        return torch.linalg.inv(self.B)
+
     def update(self, s, y, x_new, g_new):
-        r = powell_damped_y(self.B, s, y, self.options["damping_threshold"])
+        r = self.kernels.get("powell_damped_y", powell_damped_y)(self.B, s, y, self.options["damping_threshold"])
+        if not float(torch.dot(s, r)) > 0:                   # sᵀr = τ sᵀBs > 0 in exact arithmetic; rounding
+            return "skipped", math.nan                       # (float32, tiny steps) can still reach 0
         verdict = "accepted" if torch.equal(r, y) else "damped"
-        self.B = bfgs_update(self.B, s, r)
+        self.B = self.kernels.get("bfgs_update", bfgs_update)(self.B, s, r)
         return verdict, float(torch.linalg.vector_norm(self.B @ s - y) / torch.linalg.vector_norm(y))
 
 
@@ -241,10 +296,12 @@ def _value_and_grad(f: Callable, jac: bool) -> Callable[[Tensor], tuple[Tensor, 
 
 
 def minimize(f: Callable[[Tensor], Tensor], x0: Tensor, method: str = "bfgs", *, jac: bool = False,
+             hess: Callable[[Tensor], Tensor] | None = None,
              gtol: float = 1e-5, max_iter: int | None = None, max_fev: int | None = None,
              line_search: str = "strong_wolfe", c1: float = 1e-4, c2: float | None = None,
              history_size: int = 10, curvature_eps: float = 1e-8, sr1_r: float = 1e-8,
-             damping_threshold: float = 0.2, scale_h0: bool = True,
+             damping_threshold: float = 0.2, scale_h0: bool = True, pair_rule: str = "skip",
+             record: Sequence[str] = (), kernels: dict[str, Callable] | None = None, on_failure: str = "stop",
              callback: Callable[[dict], None] | None = None) -> OptimizeResult:
     r"""Minimize a smooth function of a vector with a line-search method.
 
@@ -260,6 +317,9 @@ def minimize(f: Callable[[Tensor], Tensor], x0: Tensor, method: str = "bfgs", *,
         when ``jac=True``.
     x0 : Tensor, shape (n,)
         Starting point; its dtype and device are used throughout (float32 works).
+    hess : callable, optional
+        ``hess(x) -> (n, n)`` Hessian for ``"newton"`` (e.g. a closed form such as
+        :func:`secondorder.problems.rosenbrock_hessian`); by default ``torch.func.hessian`` of ``f``.
     method : str
         ``"gd"`` (steepest descent), ``"newton"`` (exact Hessian by autograd, modified Cholesky),
         ``"sr1"``, ``"bfgs"``, ``"dfp"``, ``"lbfgs"``, or ``"bfgs-damped"`` (direct BFGS with
@@ -279,6 +339,8 @@ def minimize(f: Callable[[Tensor], Tensor], x0: Tensor, method: str = "bfgs", *,
     sr1_r, damping_threshold : float
         SR1 skipping threshold (6.26) and Powell damping threshold (Procedure 18.2).
     scale_h0 : bool
+        For ``"lbfgs"``: :math:`H_k^0 = \gamma_k I` with :math:`\gamma_k = s_{k-1}^\top y_{k-1} /
+        y_{k-1}^\top y_{k-1}` ((7.20) in [NW]_) when True, :math:`H_k^0 = I` when False.
         For ``"sr1"``, ``"bfgs"`` and ``"dfp"``: rescale the initial matrix by
         :math:`\gamma = s^\top y / y^\top y` after the first step ((6.20) in [NW]_), which makes the
         iterates independent of the scale of ``f``. With ``False`` the initial matrix stays
@@ -286,8 +348,30 @@ def minimize(f: Callable[[Tensor], Tensor], x0: Tensor, method: str = "bfgs", *,
         \phi'(0))` ((3.60) in [NW]_), as scipy does: often fewer iterations when the Hessian's
         eigenvalues are at least about 1 (``I`` then overestimates the inverse, which BFGS corrects
         quickly; an underestimate it corrects slowly), but not scale-invariant.
+    pair_rule : str
+        For ``"bfgs"``, ``"dfp"`` and ``"lbfgs"``: ``"skip"`` drops pairs that fail the curvature
+        test above; ``"none"`` applies every update with :math:`s^\top y \ne 0`, whatever its sign
+        (for demonstrating what the test prevents: :math:`H_k` can become indefinite).
+    record : sequence of str
+        Extra entries copied into each trace row, for plots and diagnostics: ``"x"`` (the new
+        iterate), ``"g"`` (its gradient), ``"s"``, ``"y"``, ``"d"`` (the search direction) and
+        ``"H"`` (the inverse-Hessian approximation after the update, a dense n × n matrix; quasi-Newton
+        methods only, and O(n²) memory per row: for small n).
+    on_failure : str
+        When the line search finds no acceptable step: ``"stop"`` (return, ``success=False``), or
+        ``"retry"``: stay at :math:`x_k`, evaluate ``f`` again and go on with the new gradient,
+        leaving the curvature model unchanged — for noisy gradients, where a fresh draw may point
+        downhill (the trace row has ``update="no step"``; ``max_iter`` and ``max_fev`` still bound
+        the run).
+    kernels : dict, optional
+        Replacements for the method's building blocks, by name, with the signatures of the library's
+        functions: ``"bfgs_inverse_update"`` (``"bfgs"``), ``"dfp_inverse_update"`` (``"dfp"``),
+        ``"sr1_update"`` (``"sr1"``), ``"two_loop_recursion"`` (``"lbfgs"``; called with
+        ``gamma=None`` so it applies rule (7.20) itself, or 1.0 when ``scale_h0=False``),
+        ``"powell_damped_y"`` and ``"bfgs_update"`` (``"bfgs-damped"``). The course's notebooks run
+        the student's functions through this; their errors propagate.
     callback : callable, optional
-        Called with each trace row.
+        Called with each trace row (the same dict that goes into the trace).
 
     Returns
     -------
@@ -307,10 +391,32 @@ def minimize(f: Callable[[Tensor], Tensor], x0: Tensor, method: str = "bfgs", *,
     c2 = c2 if c2 is not None else (0.1 if method == "gd" else 0.9)
     if history_size < 1:
         raise ValueError(f"history_size must be ≥ 1, got {history_size!r}")
-    options = dict(history_size=history_size, curvature_eps=curvature_eps, sr1_r=sr1_r,
-                   damping_threshold=damping_threshold, scale_h0=scale_h0)
-    if method == "newton" and jac:
-        raise ValueError("method='newton' differentiates f twice by autograd, so it needs jac=False")
+    if on_failure not in ("stop", "retry"):
+        raise ValueError(f"on_failure must be 'stop' or 'retry', got {on_failure!r}")
+    if pair_rule not in ("skip", "none"):
+        raise ValueError(f"pair_rule must be 'skip' or 'none', got {pair_rule!r}")
+    record = tuple(record)
+    unknown = sorted(set(record) - set(_RECORDABLE))
+    if unknown:
+        raise ValueError(f"record may hold {', '.join(map(repr, _RECORDABLE))}; got unknown {unknown}")
+    if "H" in record and method in ("gd", "newton"):
+        raise ValueError(f"record 'H' needs a quasi-Newton method; method {method!r} keeps no approximation")
+    kernels = dict(kernels or {})
+    allowed = _RULES[method].kernel_names
+    for name, fn in kernels.items():
+        if name not in allowed:
+            raise ValueError(f"kernels: method {method!r} uses {list(allowed) or 'no replaceable kernels'}, "
+                             f"got {name!r}")
+        if not callable(fn):
+            raise ValueError(f"kernels[{name!r}] must be callable, got {type(fn).__name__}")
+    options = dict(kernels=kernels, history_size=history_size, curvature_eps=curvature_eps, sr1_r=sr1_r,
+                   damping_threshold=damping_threshold, scale_h0=scale_h0, pair_rule=pair_rule, hess=hess,
+                   n=x.shape[0], like=x)
+    if method == "newton" and jac and hess is None:
+        raise ValueError("method='newton' with jac=True needs hess: it cannot differentiate f(x) -> (value, "
+                         "gradient) twice by autograd")
+    if hess is not None and method != "newton":
+        raise ValueError(f"hess is used by method='newton' only, got method={method!r}")
     fun = _value_and_grad(f, jac)
     rule = _RULES[method](f, n, x, options)
 
@@ -329,7 +435,8 @@ def minimize(f: Callable[[Tensor], Tensor], x0: Tensor, method: str = "bfgs", *,
         if nfev >= max_fev:
             return finish(False, f"stopped: {nfev} function evaluations reached max_fev", k)
         d = rule.direction(x, g)
-        if not float(torch.dot(g, d)) < 0:                    # safeguard: the rule gave no descent
+        fallback = not float(torch.dot(g, d)) < 0
+        if fallback:                                          # safeguard: the rule gave no descent
             d = -g
         # First step of unit length (scale-invariant); afterwards the natural step α = 1.
         alpha0 = 1.0 / float(torch.linalg.vector_norm(d)) if k == 0 and method != "newton" else 1.0
@@ -348,7 +455,21 @@ def minimize(f: Callable[[Tensor], Tensor], x0: Tensor, method: str = "bfgs", *,
         else:
             ls = _unit_step(fun, x, d, alpha0)
         nfev += ls.nfev
-        if ls.alpha == 0.0 or not math.isfinite(float(ls.f)):
+        failed = ls.alpha == 0.0 or not math.isfinite(float(ls.f))
+        if failed and on_failure == "retry" and math.isfinite(float(fx)):
+            # Noisy gradients: stay at x_k, draw the gradient again, leave the curvature model alone.
+            fx, g_new = fun(x)
+            nfev += 1
+            row = dict(k=k, f=float(fx), grad_norm=float(g_new.abs().max()), alpha=0.0, step_norm=0.0, sy=0.0,
+                       secant_residual=math.nan, update="no step", nfev=nfev, dphi=float(torch.dot(g, d)),
+                       fallback=fallback)
+            _record(row, record, rule, x=x, g=g_new, s=torch.zeros_like(x), y=g_new - g, d=d)
+            trace.append(row)
+            if callback is not None:
+                callback(row)
+            g = g_new
+            continue
+        if failed:
             why = {"nonfinite": "f is NaN or infinite everywhere along the search direction",
                    "not_descent": "the search direction is not a descent direction"}.get(
                        ls.status, f"the line search found no acceptable step ({ls.status}); at "
@@ -359,13 +480,21 @@ def minimize(f: Callable[[Tensor], Tensor], x0: Tensor, method: str = "bfgs", *,
         verdict, residual = rule.update(s, y, ls.x, ls.g)
         row = dict(k=k, f=float(ls.f), grad_norm=float(ls.g.abs().max()), alpha=ls.alpha,
                    step_norm=float(torch.linalg.vector_norm(s)), sy=float(torch.dot(s, y)),
-                   secant_residual=residual, update=verdict, nfev=nfev, dphi=float(torch.dot(g, d)))
+                   secant_residual=residual, update=verdict, nfev=nfev, dphi=float(torch.dot(g, d)),
+                   fallback=fallback)
+        _record(row, record, rule, x=ls.x, g=ls.g, s=s, y=y, d=d)
         trace.append(row)
         if callback is not None:
             callback(row)
         x, fx, g = ls.x, ls.f, ls.g
     return finish(float(g.abs().max()) <= gtol, f"stopped: max_iter = {max_iter} iterations reached",
                   max_iter)
+
+
+def _record(row: dict, record: tuple, rule: _Direction, **values: Tensor) -> None:
+    """Copy what ``record`` asks for into the trace row."""
+    for name in record:
+        row[name] = rule.inverse_model().clone() if name == "H" else values[name].clone()
 
 
 def _unit_step(fun, x, d, alpha):

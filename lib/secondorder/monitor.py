@@ -64,6 +64,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vmap
 
 from ._validation import check_positive
+from .curvature.hvp import hvp_at
 from .spectral import power_iteration
 
 COLUMNS = ("step", "loss", "grad_norm", "update_norm", "param_norm", "update_ratio", "sy", "sy_cos",
@@ -80,27 +81,8 @@ def _flat(tensors: Sequence[Tensor]) -> Tensor:
 
 def _parameter_hvp(loss_fn: Callable, model: nn.Module, params: Sequence[Tensor],
                    batch: Batch) -> Callable[[Tensor], Tensor]:
-    r"""Hessian-vector products :math:`v \mapsto \nabla^2 f(\theta)\, v` by double backward.
-
-    The graph of :math:`\nabla f` is built once and reused (``retain_graph``) by every product, so
-    each one costs a single extra backward pass.
-    """
-    with torch.enable_grad():
-        loss = loss_fn(model, batch)
-        grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
-    # Gradient blocks that do not depend on θ (unused parameters, linear terms) add nothing to H v.
-    live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
-    sizes = [p.numel() for p in params]
-
-    def hvp(v: Tensor) -> Tensor:  # (n,) -> (n,)
-        if not live:  # the loss is at most linear in θ
-            return torch.zeros_like(v)
-        chunks = [c.view_as(p) for c, p in zip(v.split(sizes), params)]
-        Hv = torch.autograd.grad([grads[i] for i in live], params, grad_outputs=[chunks[i] for i in live],
-                                 retain_graph=True, allow_unused=True)
-        return _flat([torch.zeros_like(p) if h is None else h for p, h in zip(params, Hv)])
-
-    return hvp
+    r"""Hessian-vector products :math:`v \mapsto \nabla^2 f(\theta)\, v`, one backward pass each (:func:`hvp_at`)."""
+    return hvp_at(lambda: loss_fn(model, batch), params)
 
 
 class _Bound:

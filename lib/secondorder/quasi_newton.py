@@ -86,7 +86,12 @@ def bfgs_inverse_update(H: Tensor, s: Tensor, y: Tensor) -> Tensor:
         If :math:`y^\top s \le 0` (the curvature condition (6.7) fails), or on malformed input.
     """
     check_pair("H", H, s, y)
-    rho = 1.0 / _require_curvature(s, y, "bfgs_inverse_update")
+    return _bfgs_inverse(H, s, y, _require_curvature(s, y, "bfgs_inverse_update"))
+
+
+def _bfgs_inverse(H: Tensor, s: Tensor, y: Tensor, sy: Tensor) -> Tensor:
+    """The formula of :func:`bfgs_inverse_update` without checks (any sign of ``sy``: for demonstrations)."""
+    rho = 1.0 / sy
     Hy = H @ y                                                # (n,)
     yH = y @ H                                                # (n,), equals Hy when H is symmetric
     yHy = torch.dot(y, Hy)
@@ -131,7 +136,11 @@ def dfp_inverse_update(H: Tensor, s: Tensor, y: Tensor) -> Tensor:
         If :math:`y^\top s \le 0`, or on malformed input.
     """
     check_pair("H", H, s, y)
-    ys = _require_curvature(s, y, "dfp_inverse_update")
+    return _dfp_inverse(H, s, y, _require_curvature(s, y, "dfp_inverse_update"))
+
+
+def _dfp_inverse(H: Tensor, s: Tensor, y: Tensor, ys: Tensor) -> Tensor:
+    """The formula of :func:`dfp_inverse_update` without checks (any sign of ``ys``)."""
     Hy = H @ y                                                # (n,)
     yH = y @ H                                                # (n,)
     return H - torch.outer(Hy, yH) / torch.dot(y, Hy) + torch.outer(s, s) / ys

@@ -18,7 +18,7 @@ Every operator supports ``A @ v`` for ``v`` of shape ``(n,)`` or ``(n, k)`` (fla
 """
 
 from .cg import CGResult, cg, hessian_free_step, natural_gradient_step
-from .hvp import HVP_METHODS, finite_difference_step, hessian_vector_product, hvp
+from .hvp import HVP_METHODS, finite_difference_step, hessian_vector_product, hvp, hvp_at
 from .operators import (
     LOSSES,
     CurvatureOperator,
@@ -43,6 +43,7 @@ __all__ = [
     "hessian_free_step",
     "hessian_vector_product",
     "hvp",
+    "hvp_at",
     "model_hvp",
     "natural_gradient_step",
 ]

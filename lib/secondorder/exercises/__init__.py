@@ -17,15 +17,33 @@ from collections.abc import Callable
 from .base import Case, CaseResult, Exercise, Verdict
 from .bfgs_inverse_update import BFGSInverseUpdate
 from .cholesky_with_jitter import CholeskyWithJitter
+from .hvp import HVP
+from .kfac_factors import KFACFactors
+from .kfac_precondition import KFACPrecondition
+from .matrix_inverse_root import MatrixInverseRoot
+from .newton_schulz import NewtonSchulz
 from .powell_damped_y import PowellDampedY
+from .power_iteration import PowerIteration
 from .secant_method import SecantMethod
 from .sr1_update import SR1Update
 from .two_loop_recursion import TwoLoopRecursion
 from .wolfe_conditions import WolfeConditions
 
-EXERCISES: dict[str, Exercise] = {
-    ex.name: ex for ex in (SR1Update(), SecantMethod(), BFGSInverseUpdate(), WolfeConditions(), TwoLoopRecursion(),
-                           PowellDampedY(), CholeskyWithJitter())}
+EXERCISES: dict[str, Exercise] = {ex.name: ex for ex in (
+    SR1Update(),                # 01
+    SecantMethod(),             # 01
+    BFGSInverseUpdate(),        # 02
+    WolfeConditions(),          # 02
+    TwoLoopRecursion(),         # 03
+    PowellDampedY(),            # 04
+    CholeskyWithJitter(),       # 04
+    HVP(),                      # 05
+    PowerIteration(),           # 05
+    KFACFactors(),              # 06
+    KFACPrecondition(),         # 06
+    NewtonSchulz(),             # 07
+    MatrixInverseRoot(),        # 07
+)}
 
 
 def get_exercise(name: str) -> Exercise:
@@ -36,10 +54,12 @@ def get_exercise(name: str) -> Exercise:
         raise ValueError(f"no exercise named {name!r}; known: {sorted(EXERCISES)}") from None
 
 
-def check(fn: Callable, name: str | None = None, hidden: bool = False) -> Verdict:
+def check(fn: Callable, name: str | None = None, hidden: bool = False) -> None:
     """Run the checks for ``fn`` and raise AssertionError with the explanation if any fails.
 
-    ``name`` defaults to ``fn.__name__``. With ``hidden=True`` the hidden cases run too.
+    ``name`` defaults to ``fn.__name__``. With ``hidden=True`` the hidden cases run too. Returns
+    nothing, so a test cell that ends with ``check(fn)`` shows only the message (nbgrader would try
+    to read a returned value as a score).
     """
     exercise = get_exercise(name or getattr(fn, "__name__", ""))
     verdict = exercise.run_in_process(fn, hidden=hidden)
@@ -47,7 +67,6 @@ def check(fn: Callable, name: str | None = None, hidden: bool = False) -> Verdic
         raise AssertionError(verdict.summary())
     print(f"✓ {exercise.name}: all {len(verdict.results)} {'hidden and visible' if hidden else 'visible'} "
           "checks passed")
-    return verdict
 
 
 def use_student(fn: Callable, name: str | None = None) -> Callable:

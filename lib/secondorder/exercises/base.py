@@ -14,6 +14,7 @@ submission never touched.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -93,11 +94,77 @@ class Verdict:
         return "\n".join(lines)
 
 
+def build_callable(source: str, bound: dict | None = None) -> Callable:
+    """Evaluate ``source`` (a ``lambda``) with ``math``, ``torch`` and the ``bound`` tensors as its only names.
+
+    This is how the autograder's process rebuilds a test function from plain data; the sources are
+    the exercises' own constants, never a submission's code.
+    """
+    return eval(source, {"math": math, "torch": torch, "__builtins__": {}, **(bound or {})})
+
+
+class SourceFunction:
+    """A test function given by its source and bound tensors, counting its calls.
+
+    Exercises whose argument is a function (``hvp(f, x, v)``, ``power_iteration(matvec, v0)``) pass
+    one of these: in process it is called directly; for the autograder :meth:`encode` turns it into
+    plain data, ``{"__callable__": source, "bound": {...}}``, that the sandboxed process rebuilds with
+    :func:`build_callable` and counts there. The counts come back as ``calls`` for
+    :meth:`Exercise.check_calls`.
+
+    Parameters
+    ----------
+    source : str
+        A ``lambda`` using only ``math``, ``torch`` and the names in ``bound``, e.g.
+        ``"lambda v: A @ v"``.
+    bound : dict, optional
+        Tensors the lambda refers to by name.
+    label : str, optional
+        How the function is shown in messages (defaults to the source).
+    """
+
+    def __init__(self, source: str, bound: dict | None = None, label: str | None = None):
+        self.source, self.bound, self.label = source, dict(bound or {}), label or source
+        self.fn = build_callable(source, self.bound)
+        self.calls = 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.fn(*args, **kwargs)
+
+    def fresh(self) -> SourceFunction:
+        """The same function with its own counter at zero."""
+        return SourceFunction(self.source, self.bound, self.label)
+
+    def encode(self) -> dict:
+        """Plain data for the autograder's process."""
+        return {"__callable__": self.source, "bound": dict(self.bound)}
+
+    def __repr__(self) -> str:
+        return self.label
+
+
+def source_functions(args) -> list[SourceFunction]:
+    """The :class:`SourceFunction` objects in ``args``, in the order the autograder's process counts them."""
+    found = []
+
+    def walk(a):
+        if isinstance(a, SourceFunction):
+            found.append(a)
+        elif isinstance(a, list | tuple):
+            for x in a:
+                walk(x)
+    walk(args)
+    return found
+
+
 def clone_args(args: Sequence) -> tuple:
     """Deep copy of an argument tuple (tensors cloned, lists copied) so a call cannot alter the original."""
     def copy(a):
         if isinstance(a, Tensor):
             return a.clone()
+        if isinstance(a, SourceFunction):
+            return a.fresh()
         if isinstance(a, list | tuple):
             return type(a)(copy(x) for x in a)
         return a
@@ -139,6 +206,16 @@ class Exercise:
     def diagnose(self, case: Case, args: tuple, out) -> str | None:
         """Name the likely misconception behind a wrong ``out``, or return None."""
         return None
+
+    def encode_args(self, args: tuple) -> tuple:
+        """``args`` as plain data for the autograder's process: each :class:`SourceFunction` encoded."""
+        def enc(a):
+            if isinstance(a, SourceFunction):
+                return a.encode()
+            if isinstance(a, list | tuple):
+                return type(a)(enc(x) for x in a)
+            return a
+        return tuple(enc(a) for a in args)
 
     # -- shared machinery ------------------------------------------------------------------
 
@@ -191,10 +268,12 @@ class Exercise:
                 continue
             args = case.make_args()
             work = clone_args(args)
+            counted = source_functions(work)
             try:
                 out = fn(*work)
             except Exception as exc:  # the student's error is the result being judged
                 verdict.results.append(self.judge(case, args, None, error=f"{type(exc).__name__}: {exc}"))
                 continue
-            verdict.results.append(self.judge(case, args, out, args_after=work))
+            verdict.results.append(self.judge(case, args, out, args_after=work,
+                                              calls=[c.calls for c in counted] if counted else None))
         return verdict

@@ -26,7 +26,7 @@ from secondorder.problems.classification import (
 )
 from secondorder.problems.mlp import build_mlp, cross_entropy_loss, tiny_mlp
 from secondorder.problems.quadratic import QuadraticProblem, quadratic
-from secondorder.problems.rosenbrock import rosenbrock, rosenbrock_function
+from secondorder.problems.rosenbrock import RosenbrockProblem, rosenbrock, rosenbrock_function, rosenbrock_hessian
 from secondorder.problems.transformer import (
     CharLMProblem,
     TinyTransformer,
@@ -43,6 +43,7 @@ __all__ = [
     "ModelProblem",
     "Problem",
     "QuadraticProblem",
+    "RosenbrockProblem",
     "TinyTransformer",
     "build_mlp",
     "cross_entropy_loss",
@@ -56,6 +57,7 @@ __all__ = [
     "quadratic",
     "rosenbrock",
     "rosenbrock_function",
+    "rosenbrock_hessian",
     "softmax_regression",
     "standardize_columns",
     "tiny_mlp",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -29,6 +31,51 @@ def rosenbrock_function(x: Tensor) -> Tensor:
     """
     head, tail = x[..., :-1], x[..., 1:]  # (..., n-1) each
     return (100.0 * (tail - head**2) ** 2 + (1.0 - head) ** 2).sum(dim=-1)
+
+
+def rosenbrock_hessian(x: Tensor) -> Tensor:
+    r"""Hessian of :func:`rosenbrock_function` in closed form (tridiagonal), as ``scipy.optimize.rosen_hess``.
+
+    With :math:`f = \sum_i 100 (x_{i+1} - x_i^2)^2 + (1 - x_i)^2`,
+
+    .. math::
+
+        \frac{\partial^2 f}{\partial x_i^2} = 1200 x_i^2 - 400 x_{i+1} + 2\,[i < n] + 200\,[i > 1],
+        \qquad
+        \frac{\partial^2 f}{\partial x_i \partial x_{i+1}} = -400 x_i .
+
+    Exact and cheap (no autograd): for Newton iterations and for plotting the curvature along a path.
+
+    Parameters
+    ----------
+    x : Tensor
+        Shape ``(n,)``, ``n >= 2``.
+
+    Returns
+    -------
+    Tensor
+        Shape ``(n, n)``, symmetric, on ``x``'s device and dtype.
+    """
+    check_vector("x", x)
+    if x.shape[0] < 2:
+        raise ValueError(f"x must have at least 2 entries, got shape {tuple(x.shape)}")
+    x = x.detach()
+    head, tail = x[:-1], x[1:]                                   # (n-1,) each
+    diag = torch.zeros_like(x)
+    diag[:-1] += 1200.0 * head**2 - 400.0 * tail + 2.0
+    diag[1:] += 200.0
+    off = -400.0 * head
+    return torch.diag(diag) + torch.diag(off, 1) + torch.diag(off, -1)
+
+
+@dataclass(eq=False, repr=False, kw_only=True)
+class RosenbrockProblem(Problem):
+    """The Rosenbrock problem, with its Hessian in closed form (:func:`rosenbrock_hessian`)."""
+
+    def hessian(self, x: Tensor) -> Tensor:
+        """Return the exact Hessian at ``x``, shape ``(n, n)``."""
+        check_vector("x", x, self.n, like=self.x0, like_name="x0", finite=False)
+        return rosenbrock_hessian(x)
 
 
 def rosenbrock(n: int = 2, x0: Tensor | None = None, *, dtype: torch.dtype = torch.float64,
@@ -67,5 +114,5 @@ def rosenbrock(n: int = 2, x0: Tensor | None = None, *, dtype: torch.dtype = tor
     else:
         x0 = torch.as_tensor(x0).detach().to(dtype=dtype, device=device).clone()
         check_vector("x0", x0, n)
-    return Problem(name=f"rosenbrock(n={n})", f=rosenbrock_function, x0=x0,
-                   x_star=torch.ones(n, dtype=dtype, device=device), f_star=0.0)
+    return RosenbrockProblem(name=f"rosenbrock(n={n})", f=rosenbrock_function, x0=x0,
+                             x_star=torch.ones(n, dtype=dtype, device=device), f_star=0.0)

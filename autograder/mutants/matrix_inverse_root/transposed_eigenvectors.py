@@ -1,0 +1,13 @@
+"""Rebuilds the matrix as Qᵀ diag(d) Q: eigenvectors in the rows instead of the columns."""
+EXPECT = "eigenvectors are transposed"
+import math
+import torch
+
+
+def matrix_inverse_root(M, p, eps=1e-12):
+    tol = math.sqrt(torch.finfo(M.dtype).eps)
+    if torch.linalg.matrix_norm(M - M.mT) > tol * torch.linalg.matrix_norm(M):
+        raise ValueError("M must be symmetric")
+    M64 = M.double()
+    lam, Q = torch.linalg.eigh(0.5 * (M64 + M64.mT))
+    return ((Q.mT * (lam.clamp(min=0) + eps) ** (-1.0 / p)) @ Q).to(M.dtype)

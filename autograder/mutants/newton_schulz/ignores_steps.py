@@ -1,0 +1,14 @@
+"""Always runs five steps, whatever the steps argument says."""
+EXPECT = "steps argument is ignored"
+import torch
+
+
+def newton_schulz(G, steps=5, coefficients=(3.4445, -4.7750, 2.0315), eps=1e-7):
+    a, b, c = coefficients
+    tall = G.shape[0] > G.shape[1]
+    X = G.mT if tall else G
+    X = X / (torch.linalg.matrix_norm(X) + eps)
+    for _ in range(5):
+        A = X @ X.mT
+        X = a * X + (b * A + c * A @ A) @ X
+    return X.mT if tall else X

@@ -1,0 +1,14 @@
+"""Divides by the Frobenius norm without eps: G = 0 gives 0/0."""
+EXPECT = "add eps"
+import torch
+
+
+def newton_schulz(G, steps=5, coefficients=(3.4445, -4.7750, 2.0315), eps=1e-7):
+    a, b, c = coefficients
+    tall = G.shape[0] > G.shape[1]
+    X = G.mT if tall else G
+    X = X / torch.linalg.matrix_norm(X)
+    for _ in range(steps):
+        A = X @ X.mT
+        X = a * X + (b * A + c * A @ A) @ X
+    return X.mT if tall else X

@@ -1,0 +1,14 @@
+"""Normalizes by the spectral norm ‖G‖₂ instead of the Frobenius norm."""
+EXPECT = "spectral norm"
+import torch
+
+
+def newton_schulz(G, steps=5, coefficients=(3.4445, -4.7750, 2.0315), eps=1e-7):
+    a, b, c = coefficients
+    tall = G.shape[0] > G.shape[1]
+    X = G.mT if tall else G
+    X = X / (torch.linalg.matrix_norm(X, ord=2) + eps)
+    for _ in range(steps):
+        A = X @ X.mT
+        X = a * X + (b * A + c * A @ A) @ X
+    return X.mT if tall else X

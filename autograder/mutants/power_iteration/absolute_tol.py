@@ -1,0 +1,19 @@
+"""Tests |λ − λ_prev| ≤ tol, an absolute test that depends on the scale of A."""
+EXPECT = "absolute"
+import torch
+
+
+def power_iteration(matvec, v0, iters=100, tol=1e-6):
+    v = v0 / v0.norm()
+    lam_prev = None
+    for i in range(iters):
+        w = matvec(v)
+        lam = torch.dot(v, w)
+        if float(w.norm()) == 0.0:
+            break
+        if lam_prev is not None and abs(float(lam) - lam_prev) <= tol:
+            break
+        lam_prev = float(lam)
+        if i + 1 < iters:
+            v = w / w.norm()
+    return lam, v
