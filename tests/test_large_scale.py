@@ -40,6 +40,10 @@ def test_muon_band():
     out = singular_value_map(sigma)
     assert 0.68 <= float(out.min()) and float(out.max()) <= 1.16
     assert float(singular_value_map(torch.tensor(1e-3))) < 0.68
+    # just below the band's lower end the map overshoots a little before it falls off (section 07, §4)
+    out = singular_value_map(torch.logspace(math.log10(0.0016), math.log10(0.005), 500, dtype=torch.float64))
+    assert 0.68 <= float(out.min()) and 1.16 < float(out.max()) <= 1.21
+    assert float(singular_value_map(torch.logspace(-6, math.log10(0.0015), 500, dtype=torch.float64)).max()) < 0.68
 
 
 def test_map_rejects_bad_arguments():

@@ -163,7 +163,8 @@ def test_unscaled_h0_matches_scipy_on_ill_conditioned_quadratics(shift):
 def test_record_gives_the_path_the_pairs_and_h(device, method):
     """Recorded x, g, s, y, d and H agree with each other and with the secant equation."""
     x0 = torch.tensor(X0[5], dtype=torch.float64, device=device)
-    res = so.minimize(rosenbrock, x0, method, record=("x", "g", "s", "y", "d", "H"), history_size=3, max_iter=40)
+    res = so.minimize(rosenbrock, x0, method, record=("x", "g", "s", "y", "d", "H", "B"), history_size=3,
+                      max_iter=40)
     x_prev = x0
     for row in res.trace:
         assert torch.allclose(row["x"] - x_prev, row["s"], atol=1e-14)
@@ -172,6 +173,9 @@ def test_record_gives_the_path_the_pairs_and_h(device, method):
         (g,) = torch.autograd.grad(rosenbrock(xr), xr)
         assert torch.allclose(row["g"], g, rtol=1e-12, atol=1e-12)
         assert row["H"].shape == (5, 5) and row["H"].device == x0.device
+        cond = float(torch.linalg.cond(row["B"]))                  # B and H are inverses, to rounding
+        assert float(torch.linalg.matrix_norm(row["B"] @ row["H"] - torch.eye(5, dtype=x0.dtype, device=x0.device))) \
+            <= 1e-12 * cond
         if row["update"] == "accepted" and method in ("bfgs", "dfp", "lbfgs"):   # these satisfy H₊ y = s
             assert torch.allclose(row["H"] @ row["y"], row["s"], rtol=1e-8, atol=1e-12)
         x_prev = row["x"]
@@ -310,3 +314,10 @@ def test_damped_bfgs_survives_rounding_at_the_minimizer(dtype):
     res = so.minimize(q.value_and_grad, q.x0, "bfgs-damped", jac=True, line_search="armijo", gtol=0.0,
                       max_iter=60, on_failure="retry")
     assert float(res.fun) - float(q.f_star) < (1e-6 if dtype == torch.float32 else 1e-12)
+
+
+def test_a_nearly_singular_model_is_named_when_the_line_search_fails():
+    """SR1 from B₀ = I/γ on Rosenbrock makes B nearly singular after one update; backtracking from α = 1 cannot
+    shrink a step of length 1e10 far enough in 25 halvings, and the message says why."""
+    res = so.minimize(rosenbrock, torch.tensor(X0[2], dtype=torch.float64), "sr1", line_search="armijo")
+    assert not res.success and "nearly singular" in res.message

@@ -46,7 +46,8 @@ from secondorder.optim import SOAP, Muon, Shampoo, split_muon_params
 from secondorder.problems import tiny_transformer
 
 METHODS = ("adamw", "shampoo", "soap", "muon")
-#: Learning rates tried per method, three around each one's best (Muon's: the rate of its orthogonalized updates).
+#: Learning rates tried per method, three each (Muon's: the rate of its orthogonalized updates). Shampoo's best
+#: in the cached runs is the largest of its three.
 LEARNING_RATES = {"adamw": (1e-3, 3e-3, 1e-2), "shampoo": (3e-3, 1e-2, 3e-2), "soap": (1e-3, 3e-3, 1e-2),
                   "muon": (0.01, 0.02, 0.05)}
 #: The model and data of every run (keyword arguments of :func:`~secondorder.problems.tiny_transformer`).

@@ -159,9 +159,10 @@ def newton_schulz(G: Tensor, steps: int = 5, coefficients: Sequence[float] = MUO
 
     which maps every singular value through :math:`\phi(\sigma) = a\sigma + b\sigma^3 + c\sigma^5`
     and leaves the singular vectors alone. Muon's coefficients :math:`(3.4445, -4.7750, 2.0315)`
-    [MUON]_ maximise the slope :math:`\phi'(0) = a` so that small singular values grow fast; the
-    price is that after five steps they oscillate in about :math:`[0.68, 1.15]` instead of
-    converging to 1 (:math:`U S' V^\top` with :math:`S' \approx I`), which does not hurt training.
+    [MUON]_ were tuned for a large slope :math:`\phi'(0) = a` so that small singular values grow fast;
+    the price is that after five steps the singular values of :math:`G / \|G\|_F` from about 0.005 up
+    land in about :math:`[0.68, 1.2]` instead of converging to 1 (:math:`U S' V^\top` with
+    :math:`S' \approx I`), which does not hurt training; much smaller ones stay below 0.68.
     :math:`U V^\top` is the steepest-descent direction under the spectral norm [BN]_.
 
     A tall :math:`G` (more rows than columns) is transposed first, so the Gram matrix

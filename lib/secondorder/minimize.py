@@ -38,7 +38,7 @@ from .quasi_newton import (
 from .two_loop import _two_loop
 
 METHODS = ("gd", "newton", "sr1", "bfgs", "dfp", "lbfgs")
-_RECORDABLE = ("x", "g", "s", "y", "d", "H")
+_RECORDABLE = ("x", "g", "s", "y", "d", "H", "B")
 
 
 @dataclass
@@ -101,6 +101,11 @@ class _Direction:
     def inverse_model(self) -> Tensor | None:
         """H_k, the current inverse-Hessian approximation as a dense matrix (None for gd and newton)."""
         return None
+
+    def direct_model(self) -> Tensor | None:
+        """B_k, the current Hessian approximation as a dense matrix: the inverse of H_k unless kept directly."""
+        B = getattr(self, "B", None)
+        return B if B is not None else torch.linalg.inv(self.inverse_model())
 
     def update(self, s, y, x_new, g_new) -> tuple[str, float]:
         """Update the curvature model; return (verdict, secant residual or nan)."""
@@ -355,7 +360,8 @@ def minimize(f: Callable[[Tensor], Tensor], x0: Tensor, method: str = "bfgs", *,
     record : sequence of str
         Extra entries copied into each trace row, for plots and diagnostics: ``"x"`` (the new
         iterate), ``"g"`` (its gradient), ``"s"``, ``"y"``, ``"d"`` (the search direction) and
-        ``"H"`` (the inverse-Hessian approximation after the update, a dense n × n matrix; quasi-Newton
+        ``"H"`` and ``"B"`` (the inverse-Hessian and Hessian approximations after the update, dense
+        n × n matrices, the one a method does not keep computed as the inverse of the other; quasi-Newton
         methods only, and O(n²) memory per row: for small n).
     on_failure : str
         When the line search finds no acceptable step: ``"stop"`` (return, ``success=False``), or
@@ -399,8 +405,10 @@ def minimize(f: Callable[[Tensor], Tensor], x0: Tensor, method: str = "bfgs", *,
     unknown = sorted(set(record) - set(_RECORDABLE))
     if unknown:
         raise ValueError(f"record may hold {', '.join(map(repr, _RECORDABLE))}; got unknown {unknown}")
-    if "H" in record and method in ("gd", "newton"):
-        raise ValueError(f"record 'H' needs a quasi-Newton method; method {method!r} keeps no approximation")
+    for name in ("H", "B"):
+        if name in record and method in ("gd", "newton"):
+            raise ValueError(f"record {name!r} needs a quasi-Newton method; method {method!r} keeps no "
+                             "approximation")
     kernels = dict(kernels or {})
     allowed = _RULES[method].kernel_names
     for name, fn in kernels.items():
@@ -472,9 +480,7 @@ def minimize(f: Callable[[Tensor], Tensor], x0: Tensor, method: str = "bfgs", *,
         if failed:
             why = {"nonfinite": "f is NaN or infinite everywhere along the search direction",
                    "not_descent": "the search direction is not a descent direction"}.get(
-                       ls.status, f"the line search found no acceptable step ({ls.status}); at "
-                       f"‖g‖∞ = {float(g.abs().max()):.1e} the changes in f may be below its rounding "
-                       "error (precision loss): loosen gtol or use float64")
+                       ls.status, _no_step_reason(ls.status, g, d))
             return finish(False, f"stopped at iteration {k}: {why}", k)
         s, y = ls.x - x, ls.g - g                             # (n,), (n,)
         verdict, residual = rule.update(s, y, ls.x, ls.g)
@@ -491,10 +497,25 @@ def minimize(f: Callable[[Tensor], Tensor], x0: Tensor, method: str = "bfgs", *,
                   max_iter)
 
 
+def _no_step_reason(status: str, g: Tensor, d: Tensor) -> str:
+    """Why a line search found no step, from the sizes of g and d."""
+    g_norm, d_norm = float(torch.linalg.vector_norm(g)), float(torch.linalg.vector_norm(d))
+    if d_norm > 1e6 * max(g_norm, 1e-300):
+        return (f"the line search found no acceptable step ({status}) along a direction of length "
+                f"‖d‖ = {d_norm:.1e} for ‖g‖ = {g_norm:.1e}: the curvature model is nearly singular")
+    return (f"the line search found no acceptable step ({status}); at ‖g‖∞ = {float(g.abs().max()):.1e} the "
+            "changes in f may be below its rounding error (precision loss): loosen gtol or use float64")
+
+
 def _record(row: dict, record: tuple, rule: _Direction, **values: Tensor) -> None:
     """Copy what ``record`` asks for into the trace row."""
     for name in record:
-        row[name] = rule.inverse_model().clone() if name == "H" else values[name].clone()
+        if name == "H":
+            row[name] = rule.inverse_model().clone()
+        elif name == "B":
+            row[name] = rule.direct_model().clone()
+        else:
+            row[name] = values[name].clone()
 
 
 def _unit_step(fun, x, d, alpha):
