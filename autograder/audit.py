@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 from dataclasses import dataclass, field
 
 import nbformat
 
 PATCHED_MODULES = {"np", "numpy", "torch", "builtins", "math", "secondorder", "so", "testing", "nbgrader"}
+
+
+# CPython 3.11 converts parse trees to ``ast`` objects with interpreter-wide recursion bookkeeping: two threads
+# parsing at once can fail with "SystemError: AST constructor recursion depth mismatch". The grader audits
+# several submissions in threads, so every parse goes through this lock.
+_AST_LOCK = threading.Lock()
+
+
+def _parse(code: str) -> ast.Module:
+    """``ast.parse`` under :data:`_AST_LOCK` (raises SyntaxError as ``ast.parse`` does)."""
+    with _AST_LOCK:
+        return ast.parse(code)
 
 
 def nbgrader_meta(cell) -> dict:
@@ -48,7 +61,7 @@ def setup_source(source: nbformat.NotebookNode, before_grade_id: str) -> list[st
         if cell.cell_type != "code" or meta.get("solution") or meta.get("grade"):
             continue
         try:
-            tree = ast.parse(cell.source)
+            tree = _parse(cell.source)
         except SyntaxError:
             continue
         for node in tree.body:
@@ -63,7 +76,7 @@ def setup_source(source: nbformat.NotebookNode, before_grade_id: str) -> list[st
 def _monkeypatches(code: str) -> list[str]:
     """Assignments that replace attributes of library modules, e.g. ``np.allclose = ...``."""
     try:
-        tree = ast.parse(code)
+        tree = _parse(code)
     except SyntaxError:
         return []
     found = []
