@@ -35,16 +35,11 @@ from torch import Tensor
 
 from ._validation import check_positive, check_vector
 from .curvature.hvp import hvp_at
+from .matrix_functions import check_count
 from .problems.base import ModelProblem
 from .problems.classification import load_digits
 from .problems.mlp import build_mlp
 from .spectral import power_iteration
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 def sharpness(f: Callable[[Tensor], Tensor], x: Tensor, v0: Tensor | None = None, iters: int = 20,
@@ -167,9 +162,9 @@ def gradient_descent_with_sharpness(f: Callable[[Tensor], Tensor], x0: Tensor, l
     """
     check_vector("x0", x0)
     lr = check_positive("lr", lr)
-    steps = _check_int("steps", steps, 0)
-    every = _check_int("every", every, 1)
-    power_iters = _check_int("power_iters", power_iters, 1)
+    steps = check_count("steps", steps, 0)
+    every = check_count("every", every, 1)
+    power_iters = check_count("power_iters", power_iters, 1)
     power_tol = check_positive("power_tol", power_tol, allow_zero=True)
     divergence = check_positive("divergence", divergence)
     generator = torch.Generator().manual_seed(seed)
@@ -245,7 +240,7 @@ def squared_loss_mlp(num_examples: int = 500, hidden: Sequence[int] = (32,), see
     dtype, device
         Where the model and data live.
     """
-    num_examples = _check_int("num_examples", num_examples, 1)
+    num_examples = check_count("num_examples", num_examples, 1)
     hidden = tuple(hidden)
     if not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden):
         raise ValueError(f"hidden must be a sequence of positive integers, got {hidden!r}")
