@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 CHROMIUM := $(or $(wildcard /usr/bin/chromium),$(shell command -v chromium 2>/dev/null))
 
 .DEFAULT_GOAL := help
-.PHONY: help env lab test test-fast test-browser lint bench gpu-check clean assignments grade selftest
+.PHONY: help env lab test test-fast test-browser lint bench gpu-check gpu-wheels clean assignments grade selftest
 
 help: ## Show this help
 	@echo "Second-Order Methods: make targets"
@@ -62,10 +62,16 @@ selftest: $(STAMP) ## Grade every section's solution, blank release and mutants;
 bench: $(STAMP) ## Benchmarks: a table of ratios against anchors measured in the same run
 	$(PY) -m bench
 
-gpu-check: $(STAMP) ## Device-marked tests and the GPU benchmark (needs CUDA)
-	@$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu-check needs a CUDA device; none found')"
-	$(PY) -m pytest -m gpu -q tests
-	$(PY) -m bench --device cuda
+# A GPU machine may come with its own Python and CUDA torch but no package registries: copy .gpu-wheels/
+# there (`make gpu-wheels` here) and run `make gpu-check NOENV=1 PY=python3`, or without make
+# `PY=python3 bash bench/gpu_check.sh`. Rehearse it on a CPU with GPU_DEVICE=cpu GPU_MARKS="not slow".
+gpu-check: $(if $(NOENV),,$(STAMP)) ## Device-marked tests and the GPU benchmark (needs CUDA); results in bench/results/gpu/
+	PY="$(PY)" bash bench/gpu_check.sh
+
+gpu-wheels: ## Download the benchmark's anchor (curvlinops) as wheels for a GPU machine without registries
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(or $(GPU_PYTHON),3.12) \
+		--implementation cp --platform manylinux2014_x86_64 -d .gpu-wheels \
+		curvlinops-for-pytorch==3.0.1 backpack-for-pytorch==1.7.1 einconv==0.1.0 unfoldNd==0.2.3
 
 clean: ## Remove the environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache build lib/*.egg-info browser-screenshots

@@ -1,57 +1,97 @@
-"""``python -m bench [--device cuda] [--quick]``: print the benchmark table in markdown.
+"""``python -m bench [--device cuda] [--quick] [--only PART ...] [--out FILE]``: the benchmark table.
 
 Every row compares ours with an anchor measured in the same run on the same machine, so the ratio
-is meaningful even where absolute times are not.
+is meaningful even where absolute times are not. Each part's rows are printed (and appended to
+``--out``) as soon as that part ends, so a run stopped half-way keeps what it measured; a part that
+raises becomes one row naming the error, and the others still run.
 """
 
 import argparse
 import platform
 import sys
+import time
+import traceback
 
 import torch
 
 from bench import hvp, kfac, lbfgs_step, minimize_vs_scipy, spectral, structured, two_loop_bandwidth
 
+COLUMNS = ["benchmark", "case", "ours", "anchor", "ratio", "target", "note"]
+
 
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.3g}"
-    return str(v)
+    return str(v).replace("|", "/").replace("\n", " ")
+
+
+def format_rows(rows: list[dict], header: bool = True) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)] if header else []
+    lines += ["| " + " | ".join(_fmt(r.get(c, "")) for c in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines)
 
 
 def print_table(rows: list[dict]) -> None:
-    cols = ["benchmark", "case", "ours", "anchor", "ratio", "target", "note"]
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
-    for r in rows:
-        print("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
-    sys.stdout.flush()
+    print(format_rows(rows), flush=True)
+
+
+def parts(device: str, quick: bool) -> dict:
+    """The benchmark parts by name, each a function returning rows."""
+    sizes = (10**5, 10**6) if quick else (10**5, 10**6, 10**7)
+    return {"quasi-newton": lambda: minimize_vs_scipy.run() if device == "cpu" else [],
+            "lbfgs-step": lambda: lbfgs_step.run(sizes=sizes, device=device),
+            "two-loop": lambda: two_loop_bandwidth.run(sizes=sizes[1:], device=device),
+            "hvp": lambda: hvp.run(device=device),
+            "spectral": lambda: spectral.run(device=device),
+            "kfac": lambda: kfac.run(device=device),
+            "structured": lambda: structured.run(device=device)}
+
+
+def machine(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    return platform.processor() or "cpu"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--only", nargs="+", metavar="PART", choices=list(parts("cpu", True)),
+                        help="run these parts only (default: all)")
+    parser.add_argument("--out", metavar="FILE", help="also write the table to FILE, part by part")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda needs a CUDA device; none found")
-    sizes = (10**5, 10**6) if args.quick else (10**5, 10**6, 10**7)
-    name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
-    print(f"# secondorder benchmarks — torch {torch.__version__}, {args.device} ({name}), "
-          f"{torch.get_num_threads()} threads\n")
-    parts = [("quasi-Newton vs scipy", lambda: minimize_vs_scipy.run() if args.device == "cpu" else []),
-             ("L-BFGS step", lambda: lbfgs_step.run(sizes=sizes, device=args.device)),
-             ("two-loop bandwidth", lambda: two_loop_bandwidth.run(sizes=sizes[1:], device=args.device)),
-             ("Hessian-vector products", lambda: hvp.run(device=args.device)),
-             ("spectral", lambda: spectral.run(device=args.device)),
-             ("K-FAC", lambda: kfac.run(device=args.device)),
-             ("Shampoo, SOAP, Muon", lambda: structured.run(device=args.device))]
-    rows = []
-    for name, part in parts:
+    title = (f"# secondorder benchmarks — torch {torch.__version__}, {args.device} ({machine(args.device)}), "
+             f"{torch.get_num_threads()} threads\n\n" + format_rows([]) + "\n")
+    out = open(args.out, "w", encoding="utf-8") if args.out else None
+    print(title, end="", flush=True)
+    if out:
+        out.write(title)
+        out.flush()
+    failed = 0
+    for name, part in parts(args.device, args.quick).items():
+        if args.only and name not in args.only:
+            continue
         print(f"running: {name} ...", file=sys.stderr, flush=True)
-        rows += part()
-    print_table(rows)
-    return 0
+        start = time.perf_counter()
+        try:
+            rows = part()
+        except Exception as exc:  # one broken part must not cost the others' numbers
+            failed += 1
+            traceback.print_exc()
+            rows = [dict(benchmark=name, case="failed", note=f"{type(exc).__name__}: {exc}")]
+        print(f"  {name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+        if rows:
+            text = format_rows(rows, header=False) + "\n"
+            print(text, end="", flush=True)
+            if out:
+                out.write(text)
+                out.flush()
+    if out:
+        out.close()
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def test_binder_files():
 
 def test_make_alone_prints_help():
     out = subprocess.run(["make", "-C", str(ROOT)], capture_output=True, text=True, check=True).stdout
-    for target in ("lab", "test", "test-browser", "env", "lint", "bench", "gpu-check", "clean"):
+    for target in ("lab", "test", "test-browser", "env", "lint", "bench", "gpu-check", "gpu-wheels", "clean"):
         assert f"make {target}" in out
 
 
