@@ -107,7 +107,8 @@ def test_trace_records_what_the_course_watches():
     row = res.trace[-1]
     for key in ("k", "f", "grad_norm", "alpha", "step_norm", "sy", "secant_residual", "update", "nfev"):
         assert key in row
-    assert {r["update"] for r in res.trace} <= {"accepted", "skipped"}
+    assert res.trace[0]["update"] == "scaled" and math.isnan(res.trace[0]["secant_residual"])
+    assert {r["update"] for r in res.trace[1:]} <= {"accepted", "skipped"}
     accepted = [r["secant_residual"] for r in res.trace if r["update"] == "accepted"]
     assert max(accepted) < 1e-8                    # SR1's new B satisfies the secant equation
     seen = []
@@ -317,7 +318,60 @@ def test_damped_bfgs_survives_rounding_at_the_minimizer(dtype):
 
 
 def test_a_nearly_singular_model_is_named_when_the_line_search_fails():
-    """SR1 from B₀ = I/γ on Rosenbrock makes B nearly singular after one update; backtracking from α = 1 cannot
-    shrink a step of length 1e10 far enough in 25 halvings, and the message says why."""
-    res = so.minimize(rosenbrock, torch.tensor(X0[2], dtype=torch.float64), "sr1", line_search="armijo")
+    """A kernel that applies SR1 to (yᵀy/sᵀy) I makes B singular (see the next test); backtracking from α = 1
+    cannot shrink a step of length 1e10 far enough in 25 halvings, and the message says why."""
+    def sr1_of_scaled_identity(B, s, y, r):
+        return so.sr1_update(float(y @ y / (s @ y)) * torch.eye(len(s), dtype=s.dtype), s, y, r)
+
+    res = so.minimize(rosenbrock, torch.tensor(X0[2], dtype=torch.float64), "sr1", line_search="armijo",
+                      kernels={"sr1_update": sr1_of_scaled_identity})
     assert not res.success and "nearly singular" in res.message
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sr1_of_the_gamma_scaled_identity_is_singular(seed):
+    """B₀ = cI, c = yᵀy/sᵀy, v = y − cs: ‖v‖² = c²sᵀs − yᵀy = −c vᵀs, so B₁v = (c + ‖v‖²/vᵀs) v = 0.
+
+    This is why minimize's SR1 uses its first pair only to set B₀ and not also for an update."""
+    gen = torch.Generator().manual_seed(seed)
+    n = 6
+    A = spd_matrix(n, cond=100, seed=seed)
+    s = torch.randn(n, generator=gen, dtype=torch.float64)
+    for y in (A @ s, torch.randn(n, generator=gen, dtype=torch.float64) + s):      # curvature or not
+        if float(s @ y) <= 0:
+            continue
+        c = float(y @ y / (s @ y))
+        v = y - c * s
+        B1 = so.sr1_update(c * torch.eye(n, dtype=torch.float64), s, y)
+        assert not torch.equal(B1, c * torch.eye(n, dtype=torch.float64))           # the update was made
+        assert float(torch.linalg.vector_norm(B1 @ v)) <= 1e-12 * c * float(torch.linalg.vector_norm(v))
+        lam = torch.linalg.eigvalsh(B1)
+        assert float(lam.abs().min()) <= 1e-12 * float(lam.abs().max())
+
+
+def test_sr1_with_scaled_h0_does_not_update_the_scaled_identity():
+    """Rosenbrock from (−1.2, 1): the first pair only sets B₀ = (yᵀy/sᵀy) I, so the step at k = 1 is a real one."""
+    x0 = torch.tensor(X0[2], dtype=torch.float64)
+    res = so.minimize(rosenbrock, x0, "sr1", record=("s", "y", "B"))
+    assert res.success, res.message
+    first = res.trace[0]
+    assert first["update"] == "scaled" and math.isnan(first["secant_residual"])
+    c = float(first["y"] @ first["y"] / first["sy"])
+    torch.testing.assert_close(first["B"], c * torch.eye(2, dtype=torch.float64))
+    assert res.trace[1]["alpha"] > 1e-8 and res.trace[1]["update"] == "accepted"
+    for row in res.trace[:2]:                      # the models used at k = 1 and k = 2: well conditioned
+        lam = torch.linalg.eigvalsh(row["B"])
+        assert float(lam[0]) > 1e-6 * float(lam[-1]), lam
+    assert min(row["alpha"] for row in res.trace) > 1e-8
+    # Without the scaling the first pair is an ordinary SR1 update of I.
+    unscaled = so.minimize(rosenbrock, x0, "sr1", scale_h0=False)
+    assert unscaled.success and unscaled.trace[0]["update"] == "accepted"
+
+
+def test_precision_loss_message_suggests_float64_only_below_it():
+    from secondorder.minimize import _no_step_reason
+
+    for dtype, suggests in ((torch.float32, True), (torch.float64, False)):
+        g = torch.full((3,), 1e-9, dtype=dtype)
+        reason = _no_step_reason("max_evals", g, -g)
+        assert "precision loss" in reason and ("use float64" in reason) is suggests

@@ -8,7 +8,8 @@ accepted, skipped or damped.
 
 The loop is scale-invariant: multiplying ``f`` by any constant leaves the iterates unchanged (the
 first trial step has unit length, the curvature test compares sᵀy with ‖s‖‖y‖, and H₀ is rescaled
-by γ = sᵀy/yᵀy after the first step). Only the stopping test ``gtol`` is absolute, as in scipy.
+by γ = sᵀy/yᵀy after the first step, SR1's B₀ by 1/γ). Only the stopping test ``gtol`` is absolute, as
+in scipy.
 
 References
 ----------
@@ -61,10 +62,12 @@ class OptimizeResult:
         Why the run stopped.
     trace : list of dict
         One row per iteration: ``k, f, grad_norm, alpha, step_norm, sy, secant_residual, update,
-        nfev, dphi, fallback``. ``update`` is ``"accepted"``, ``"skipped"``, ``"damped"``, ``"none"``
-        or ``"no step"`` (after a retried line search); ``dphi`` is :math:`g_k^\top d_k`; ``fallback``
-        is True when the method's direction was not a descent direction and :math:`-g_k` was used
-        instead. Plus what ``record`` asks for.
+        nfev, dphi, fallback``. ``update`` is ``"accepted"``, ``"skipped"``, ``"damped"``, ``"none"``,
+        ``"scaled"`` (SR1 with ``scale_h0``: the first pair set :math:`B_0` and was not used for an
+        update) or ``"no step"`` (after a retried line search); ``secant_residual`` is NaN where no
+        secant update was made. ``dphi`` is :math:`g_k^\top d_k`; ``fallback`` is True when the
+        method's direction was not a descent direction and :math:`-g_k` was used instead. Plus what
+        ``record`` asks for.
     """
 
     x: Tensor
@@ -176,7 +179,13 @@ class _DFP(_InverseQuasiNewton):
 
 
 class _SR1(_Direction):
-    """SR1 on the Hessian approximation B; falls back to −g where B gives no descent direction."""
+    """SR1 on the Hessian approximation B; falls back to −g where B gives no descent direction.
+
+    With ``scale_h0`` the first pair that passes the curvature test, while B is still I, only sets
+    B₀ = (yᵀy/sᵀy) I (verdict ``"scaled"``) and is not also used for an SR1 update: for B₀ = cI with
+    c = yᵀy/sᵀy and v = y − cs one has ‖v‖² = c²sᵀs − yᵀy = −c vᵀs, so the update would give
+    B₁v = (c + ‖v‖²/vᵀs) v = 0, a singular B₁ (and a huge step −B₁⁻¹g) whenever y ∦ s.
+    """
 
     name = "sr1"
     kernel_names = ("sr1_update",)
@@ -197,13 +206,15 @@ class _SR1(_Direction):
 
     def update(self, s, y, x_new, g_new):
         if not self.scaled and bool(curvature_pair_accepted(s, y, self.options["curvature_eps"])):
-            self.B = self.B / initial_scaling(s, y)
+            self.B = self.B / initial_scaling(s, y)          # B₀ = (yᵀy/sᵀy) I; SR1 with this pair: singular
             self.scaled = True
+            return "scaled", math.nan
         B_new = self.kernels.get("sr1_update", sr1_update)(self.B, s, y, self.options["sr1_r"])
         skipped = torch.equal(B_new, self.B)
         self.B = B_new
         if skipped:
             return "skipped", math.nan
+        self.scaled = True                                   # B is no longer the initial I: never rescale it
         return "accepted", float(torch.linalg.vector_norm(self.B @ s - y) / torch.linalg.vector_norm(y))
 
 
@@ -348,11 +359,14 @@ def minimize(f: Callable[[Tensor], Tensor], x0: Tensor, method: str = "bfgs", *,
         y_{k-1}^\top y_{k-1}` ((7.20) in [NW]_) when True, :math:`H_k^0 = I` when False.
         For ``"sr1"``, ``"bfgs"`` and ``"dfp"``: rescale the initial matrix by
         :math:`\gamma = s^\top y / y^\top y` after the first step ((6.20) in [NW]_), which makes the
-        iterates independent of the scale of ``f``. With ``False`` the initial matrix stays
-        :math:`I` and each line search starts from :math:`\min(1, 1.01 \cdot 2 (f_k - f_{k-1}) /
-        \phi'(0))` ((3.60) in [NW]_), as scipy does: often fewer iterations when the Hessian's
-        eigenvalues are at least about 1 (``I`` then overestimates the inverse, which BFGS corrects
-        quickly; an underestimate it corrects slowly), but not scale-invariant.
+        iterates independent of the scale of ``f``. BFGS and DFP then update the rescaled
+        :math:`H_0` with the same pair; SR1 does not (that update of :math:`B_0 = I/\gamma` is always
+        singular, see ``_SR1``): its first pair only sets :math:`B_0` (``update = "scaled"``).
+        With ``False`` the initial matrix stays :math:`I` and each line search starts from
+        :math:`\min(1, 1.01 \cdot 2 (f_k - f_{k-1}) / \phi'(0))` ((3.60) in [NW]_), as scipy does:
+        often fewer iterations when the Hessian's eigenvalues are at least about 1 (``I`` then
+        overestimates the inverse, which BFGS corrects quickly; an underestimate it corrects slowly),
+        but not scale-invariant.
     pair_rule : str
         For ``"bfgs"``, ``"dfp"`` and ``"lbfgs"``: ``"skip"`` drops pairs that fail the curvature
         test above; ``"none"`` applies every update with :math:`s^\top y \ne 0`, whatever its sign
@@ -503,8 +517,9 @@ def _no_step_reason(status: str, g: Tensor, d: Tensor) -> str:
     if d_norm > 1e6 * max(g_norm, 1e-300):
         return (f"the line search found no acceptable step ({status}) along a direction of length "
                 f"‖d‖ = {d_norm:.1e} for ‖g‖ = {g_norm:.1e}: the curvature model is nearly singular")
+    remedy = "loosen gtol" if g.dtype == torch.float64 else "loosen gtol or use float64"
     return (f"the line search found no acceptable step ({status}); at ‖g‖∞ = {float(g.abs().max()):.1e} the "
-            "changes in f may be below its rounding error (precision loss): loosen gtol or use float64")
+            f"changes in f may be below its rounding error (precision loss): {remedy}")
 
 
 def _record(row: dict, record: tuple, rule: _Direction, **values: Tensor) -> None:

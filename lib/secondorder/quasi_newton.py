@@ -215,10 +215,10 @@ def curvature_pair_accepted(s: Tensor, y: Tensor, eps: float = 1e-8) -> Tensor:
 def initial_scaling(s: Tensor, y: Tensor) -> Tensor:
     r"""Scaling :math:`\gamma_k` of the initial matrix :math:`H_k^0 = \gamma_k I`, (6.20) and (7.20) in [NW]_.
 
-    .. math:: \gamma_k = \frac{s_{k}^\top y_{k}}{y_{k}^\top y_{k}} ,
+    .. math:: \gamma_k = \frac{s_{k-1}^\top y_{k-1}}{y_{k-1}^\top y_{k-1}} ,
 
-    the inverse of a Rayleigh quotient of the average Hessian along the last step, so the size of
-    :math:`H_k^0` matches the true curvature. Returns a 0-d tensor.
+    from the newest pair (the arguments): the inverse of a Rayleigh quotient of the average Hessian
+    along the last step, so the size of :math:`H_k^0` matches the true curvature. Returns a 0-d tensor.
     """
     check_vector("s", s)
     check_vector("y", y, n=s.shape[0], like=s, like_name="s")

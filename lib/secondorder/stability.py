@@ -90,19 +90,21 @@ def levenberg_marquardt(fun: Callable[[Tensor], tuple[Tensor, Tensor]], hess: Ca
                         shrink: float = 3.0, grow: float = 2.0) -> OptimizeResult:
     r"""Newton's method globalized by Levenberg–Marquardt damping instead of a line search.
 
-    Each iteration solves :math:`(\nabla^2 f(x_k) + \lambda_k I)\, d_k = -g_k` (Cholesky with jitter,
-    so an indefinite Hessian gets the smallest extra shift that makes it positive definite),
+    Each iteration solves :math:`(\nabla^2 f(x_k) + \mu_k I)\, d_k = -g_k` (Cholesky with jitter,
+    so an indefinite Hessian gets an extra shift, within a factor of about 10 of the smallest, that
+    makes it positive definite),
     compares the actual decrease with the one the quadratic model predicts,
 
     .. math::
 
         \rho_k = \frac{f(x_k) - f(x_k + d_k)}{-(g_k^\top d_k + \tfrac12 d_k^\top \nabla^2 f(x_k)\, d_k)},
 
-    takes the step only if :math:`\rho_k > 0`, and adapts :math:`\lambda`: divide by ``shrink`` when
+    takes the step only if :math:`\rho_k > 0`, and adapts :math:`\mu`: divide by ``shrink`` when
     :math:`\rho_k > 3/4` (the model is good: move towards Newton), multiply by ``grow`` when
-    :math:`\rho_k < 1/4` (move towards a short gradient step). :math:`d(\lambda)` is the solution of
-    the trust-region subproblem with radius :math:`\|d(\lambda)\|` (Theorem 4.1 of [NW]_), so this is a
-    trust-region method that steers :math:`\lambda` instead of the radius ([NW]_ §10.3, Moré 1978).
+    :math:`\rho_k < 1/4` (move towards a short gradient step). :math:`d(\mu)` is the solution of
+    the trust-region subproblem with radius :math:`\|d(\mu)\|` whenever :math:`\mu \ge 0` and
+    :math:`\nabla^2 f(x_k) + \mu I` is positive semidefinite (Theorem 4.1 of [NW]_), so this is a
+    trust-region method that steers :math:`\mu` instead of the radius ([NW]_ §10.3, Moré 1978).
 
     Parameters
     ----------
@@ -113,13 +115,13 @@ def levenberg_marquardt(fun: Callable[[Tensor], tuple[Tensor, Tensor]], hess: Ca
     x0 : Tensor, shape (n,)
         Starting point.
     damping : float
-        :math:`\lambda_0 > 0`.
+        :math:`\mu_0 > 0`.
     gtol : float
         Stop when :math:`\|g_k\|_\infty \le` ``gtol``.
     max_iter : int
         Iteration budget (rejected steps count).
     shrink, grow : float
-        Factors (> 1) that adapt :math:`\lambda`.
+        Factors (> 1) that adapt :math:`\mu`.
 
     Returns
     -------

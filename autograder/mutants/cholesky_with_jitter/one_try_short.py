@@ -1,4 +1,5 @@
 """Off by one: tries only max_tries − 1 shifts."""
+EXPECT = "off by one"
 import torch
 
 

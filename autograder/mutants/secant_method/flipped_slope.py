@@ -1,4 +1,5 @@
 """The secant slope is computed with x_{k-1} − x_k on top: the step goes the wrong way."""
+EXPECT = "wrong sign"
 
 
 def secant_method(g, x0, x1, tol=1e-12, max_iter=50):

@@ -1,4 +1,5 @@
 """Never stops on the step tolerance: always runs to max_iter (or until g = 0)."""
+EXPECT = "tol seems ignored"
 
 
 def secant_method(g, x0, x1, tol=1e-12, max_iter=50):

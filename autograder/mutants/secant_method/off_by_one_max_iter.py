@@ -1,4 +1,5 @@
 """Makes max_iter − 1 new iterates (the loop counts x1 as one of them)."""
+EXPECT = "off by one"
 
 
 def secant_method(g, x0, x1, tol=1e-12, max_iter=50):

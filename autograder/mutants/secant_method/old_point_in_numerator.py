@@ -1,4 +1,5 @@
 """Uses g(x_{k-1}) instead of g(x_k) in the numerator of the step."""
+EXPECT = "older point"
 
 
 def secant_method(g, x0, x1, tol=1e-12, max_iter=50):

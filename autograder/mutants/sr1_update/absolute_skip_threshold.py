@@ -1,4 +1,5 @@
 """An absolute skip test |vᵀs| < r, not relative to r‖s‖‖v‖."""
+EXPECT = "looks absolute"
 import torch
 
 

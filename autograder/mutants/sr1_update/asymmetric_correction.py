@@ -1,4 +1,5 @@
 """Correction v sᵀ instead of v vᵀ: the result is not symmetric."""
+EXPECT = "not v sᵀ"
 import torch
 
 

@@ -1,4 +1,5 @@
 """The threshold argument r is ignored (1e-8 hard-coded)."""
+EXPECT = "r is ignored"
 import torch
 
 

@@ -29,6 +29,14 @@ class RaisesOnInvalidInput(Exercise):
     def judge(self, case, args, out, args_after=None, error=None, calls=None):
         reason = self.invalid_reason(args)
         if reason is None:
+            if error is not None and error.startswith("ValueError"):
+                hint = None
+                try:
+                    hint = self.diagnose_refused(case, args)
+                except Exception:  # a diagnosis is a bonus; never let it hide the failure
+                    hint = None
+                if hint:
+                    return CaseResult(case, False, hint, "error")
             return super().judge(case, args, out, args_after=args_after, error=error, calls=calls)
         if error is not None:
             if error.startswith("ValueError"):
@@ -47,6 +55,10 @@ class RaisesOnInvalidInput(Exercise):
 
     def diagnose_invalid(self, case: Case, args: tuple, out) -> str | None:
         """Name the likely misconception behind returning ``out`` for arguments that must be refused."""
+        return None
+
+    def diagnose_refused(self, case: Case, args: tuple) -> str | None:
+        """Explain a ``ValueError`` raised for arguments the reference accepts (a full message), or None."""
         return None
 
 
@@ -191,6 +203,22 @@ class BFGSInverseUpdate(RaisesOnInvalidInput):
         expected = bfgs_inverse_update(H, s, y)
         telling = [v for v in variants if close_to(expected, [v], rtol=rtol) is None]   # differ from the truth
         return close_to(out, telling, rtol=rtol)
+
+    def diagnose_refused(self, case, args):
+        s, y = (a.double() for a in args[1:])
+        sy = float(s @ y)
+        cosine = sy / float(torch.linalg.vector_norm(s) * torch.linalg.vector_norm(y))
+        message = (f"raised ValueError although yᵀs = {sy:.1e} > 0: the pair satisfies the curvature condition, so "
+                   "the update must be made; refuse only yᵀs ≤ 0")
+        if cosine < 1e-2:
+            return message + (f" — the pair is nearly orthogonal (yᵀs/(‖y‖‖s‖) = {cosine:.1e}), which makes ρ large "
+                              "but the update valid; a relative tolerance that rejects it is too strict")
+        if abs(sy) < 1e-6:
+            return message + (f" — yᵀs is small only because the step is short (‖s‖ = "
+                              f"{float(torch.linalg.vector_norm(s)):.1e}, yᵀs/(‖y‖‖s‖) = {cosine:.2f}): an absolute "
+                              "threshold on yᵀs, such as yᵀs < 1e-10, depends on the units of x and rejects valid "
+                              "short steps")
+        return message
 
     def diagnose_invalid(self, case, args, out):
         return ("the curvature check is missing: test yᵀs > 0 before forming ρ = 1/(yᵀs), and raise ValueError "

@@ -52,6 +52,7 @@ class PowellDampedY(Exercise):
             Case("damped/sᵀy<0/n=4", "damped regime", lambda: _negative(4, f64, 1)),
             Case("damped/0<sᵀy<τsᵀBs/n=5/float32", "damped regime", lambda: _pair(5, f32, 2, 0.05)),
             Case("boundary/sᵀy=τsᵀBs", "threshold boundary", lambda: _boundary(f64)),
+            Case("threshold=0.5/damped", "threshold argument", lambda: _pair(6, f64, 45, 0.1, threshold=0.5)),
         ]
         for n in (1, 2, 10, 50):
             for dtype in (f64, f32):
@@ -61,8 +62,8 @@ class PowellDampedY(Exercise):
                                       hidden=True))
         cases += [
             Case("boundary/float32", "threshold boundary", lambda: _boundary(f32), hidden=True),
-            Case("threshold=0.5/damped", "threshold argument", lambda: _pair(6, f64, 41, 0.3, threshold=0.5),
-                 hidden=True),
+            Case("threshold=0.5/damped/sᵀy>0.2sᵀBs", "threshold argument",
+                 lambda: _pair(6, f64, 41, 0.3, threshold=0.5), hidden=True),
             Case("threshold=0.5/undamped", "threshold argument", lambda: _pair(6, f64, 42, 0.6, threshold=0.5),
                  hidden=True),
             Case("threshold=0.05/undamped", "threshold argument", lambda: _pair(6, f64, 43, 0.1, threshold=0.05),
@@ -107,7 +108,12 @@ class PowellDampedY(Exercise):
         def mix(t, a, b):
             return t * a + (1 - t) * b
 
-        variants = [
+        hard_coded = powell_damped_y(B, s, y, 0.2)
+        ignored = (f"the threshold argument seems ignored (0.2 hard-coded?): with threshold = {tau:g}, damp when "
+                   "sᵀy < threshold · sᵀBs and use (1 − threshold) in θ"
+                   + (" — or no damping is applied at all" if torch.equal(hard_coded, y) else ""))
+        variants = [                  # the first that matches names the cause
+            (ignored, lambda: hard_coded),
             ("θ is inverted: θ = (1 − threshold) sᵀBs / (sᵀBs − sᵀy), not its reciprocal",
              lambda: mix((sBs - sy) / ((1 - tau) * sBs) if damp else 1.0, y, Bs)),
             ("no damping is applied: when sᵀy < threshold · sᵀBs, r = θ y + (1 − θ) B s, not y "
@@ -121,10 +127,6 @@ class PowellDampedY(Exercise):
             ("the factor (1 − threshold) is missing from θ", lambda: mix(sBs / (sBs - sy) if damp else 1.0, y, Bs)),
             ("threshold was used where (1 − threshold) belongs in θ",
              lambda: mix(tau * sBs / (sBs - sy) if damp else 1.0, y, Bs)),
-            ("the threshold argument is ignored (0.2 hard-coded)",
-             lambda: powell_damped_y(B, s, y, 0.2)),
-            ("θ was applied to B s: r = θ B s + (1 − θ) y has the roles of y and B s exchanged",
-             lambda: mix(1 - theta, y, Bs)),
         ]
         rtol = 1e-3 if args[0].dtype != torch.float64 else 1e-6
         expected = powell_damped_y(B, s, y, tau)

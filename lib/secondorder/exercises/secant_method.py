@@ -190,6 +190,7 @@ class SecantMethod(Exercise):
         return secant_method(_unwrap(args[0]), *args[1:])
 
     def judge(self, case, args, out, args_after=None, error=None, calls=None):
+        self._returned = len(out) if isinstance(out, list) else 0     # for check_calls
         if error is not None and "ZeroDivisionError" in error:
             error = ("ZeroDivisionError: the step divided by g(x_k) − g(x_{k−1}) = 0. When the two values "
                      "are equal the secant is flat and has no zero: stop and return the iterates so far")
@@ -204,15 +205,17 @@ class SecantMethod(Exercise):
                                  f"(it holds every iterate, the starting points included); it starts "
                                  f"with {out[:2]}")
         if len(out) - 2 > max_iter:
-            raise AssertionError(f"max_iter = {max_iter} allows at most {max_iter} new iterates after x0 "
-                                 f"and x1, got {len(out) - 2}")
+            raise AssertionError(f"max_iter = {max_iter} allows at most {max_iter} new "
+                                 f"iterate{'s' if max_iter != 1 else ''} after x0 and x1, got {len(out) - 2}")
         if not all(math.isfinite(v) for v in out):
             raise AssertionError("the iterates contain NaN or infinite values")
         for k, (a, b) in enumerate(zip(out, expected)):
             if not _close(a, b):
                 raise AssertionError(f"x_{k} = {a!r} differs from the expected {b!r} "
                                      f"(x_0 … x_{k - 1} agree; g(x) = {_unwrap_source(g)})")
-        if len(out) != len(expected) and not _same_limit(out, expected):
+        # A list of another length is accepted only where the extra steps are at the rounding level: with a
+        # loose tol the step test fires well above it, and a longer list is a missed stop.
+        if len(out) != len(expected) and not (tol <= 1e-10 and _same_limit(out, expected)):
             n = len(expected) - 1
             reason = _REASONS[_stop_reason(_unwrap(g), expected, tol, max_iter)].format(
                 n=n, m=n - 1, max_iter=max_iter)
@@ -225,13 +228,14 @@ class SecantMethod(Exercise):
                                      f"{_ROOT_RTOL:.0e} (relative)")
 
     def check_calls(self, case, args, calls):
-        # One call per iterate at most; two more are allowed for a run that adds a step or two at the
-        # rounding level (see _same_limit). Counted here in process, by the autograder out of process.
+        # One call per iterate at most, counting the iterates the function returned where it made more
+        # than the reference (steps at the rounding level, see _same_limit); two more calls are allowed.
+        # Counted here in process, by the autograder out of process.
         g = args[0]
         n_calls = calls[0] if calls else (g.calls if isinstance(g, CountedG) else None)
         if n_calls is None:
             return
-        n_iterates = len(self.expected(args))
+        n_iterates = max(len(self.expected(args)), getattr(self, "_returned", 0))
         if n_calls > n_iterates + 2:
             raise AssertionError(f"g was called {n_calls} times for about {n_iterates} iterates: evaluate g "
                                  "once at each new point and keep the value at the previous one (every call "

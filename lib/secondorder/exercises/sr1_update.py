@@ -14,7 +14,7 @@ def _pair(n, dtype, seed, cond=10.0, indefinite=False):
     B = 0.5 * random_spd(n, cond, seed, dtype)               # differs from A even at n = 1
     if indefinite:
         B = B - 0.5 * torch.trace(B) / n * torch.eye(n, dtype=dtype)
-    A = random_spd(n, 100.0, seed + 1, dtype)
+    A = 3.0 * random_spd(n, 100.0, seed + 1, dtype)          # at n = 1 random_spd is [[1]]: y ≠ s all the same
     s = random_vector(n, seed + 2, dtype)
     return B, s, A @ s
 
@@ -112,24 +112,34 @@ class SR1Update(Exercise):
     def diagnose(self, case, args, out):
         B, s, y = args[:3]
         r = args[3] if len(args) > 3 else 1e-8
+        if not isinstance(out, torch.Tensor) or out.dtype != B.dtype or out.shape != B.shape:
+            return None                                      # the failed check already says what is wrong
         v = y - B @ s
         vs = v @ s
         variants = [
             ("s and y look swapped", lambda: sr1_update(B, y, s, r)),
             ("v has the wrong sign: it is y − B s, not B s − y",
              lambda: B + torch.outer(v, v) / (-vs)),
+            ("the skip test looks absolute (|vᵀs| < r) instead of relative to r‖s‖‖v‖",
+             lambda: B.clone() if abs(float(vs)) < r else B + torch.outer(v, v) / vs),
+            ("the argument r is ignored (a hard-coded threshold): skip when |vᵀs| ≤ r‖s‖‖v‖ with the r passed in",
+             lambda: sr1_update(B, s, y, 1e-8)),
             ("the skip rule is missing: B + vvᵀ/(vᵀs) is applied even when vᵀs is tiny",
              lambda: B + torch.outer(v, v) / vs),
             ("the denominator should be vᵀs with v = y − Bs, not yᵀs",
              lambda: B + torch.outer(v, v) / (y @ s)),
             ("the correction should be v vᵀ (symmetric), not v sᵀ or s vᵀ",
              lambda: B + torch.outer(v, s) / vs),
-            ("the skip test looks absolute (|vᵀs| < r) instead of relative to r‖s‖‖v‖",
-             lambda: B if abs(float(vs)) < r else B + torch.outer(v, v) / vs),
         ]
-        if isinstance(out, torch.Tensor) and not bool(torch.isfinite(out).all()):
+        if not bool(torch.isfinite(out).all()):
             if float(torch.linalg.vector_norm(v)) == 0:
                 return ("v = 0 (B already satisfies the secant equation) and the update divides 0 by 0: "
                         "skip when |vᵀs| ≤ r‖s‖‖v‖ — with ≤, not <")
             return "the skip rule is missing: the update divides by a vᵀs that is (nearly) zero"
-        return close_to(out, variants)
+        # Only variants that differ from the right answer on this case can tell anything; where several
+        # give the same output (a skip rule that does not fire here: missing, absolute, or with its own r),
+        # all of them are named.
+        expected = sr1_update(B, s, y, r).double()
+        telling = [variant for variant in variants if close_to(expected, [variant]) is None]
+        matches = [message for message, make in telling if close_to(out, [(message, make)]) is not None]
+        return " — or ".join(matches) or None

@@ -117,13 +117,18 @@ class WolfeConditions(RaisesOnInvalidInput):
         if got == expected:
             return
         phi0, dphi0, phi_a, dphi_a, alpha, c1, c2 = _floats(args)
+        # 12 significant digits and the difference: at φ(0) = 1e8 a bound 1e8 − 0.1 and a value 1e8 − 50 differ
+        # in the 9th digit, which the default 6 would hide.
         if got[0] != expected[0]:
+            bound = phi0 + c1 * alpha * dphi0
             raise AssertionError(
-                f"sufficient decrease should be {expected[0]}: φ(α) = {phi_a:.6g} and φ(0) + c1·α·φ'(0) = "
-                f"{phi0:.6g} + {c1:g}·{alpha:g}·({dphi0:.6g}) = {phi0 + c1 * alpha * dphi0:.6g}")
+                f"sufficient decrease should be {expected[0]}: φ(α) = {phi_a:.12g} and φ(0) + c1·α·φ'(0) = "
+                f"{phi0:.12g} + {c1:g}·{alpha:g}·({dphi0:.12g}) = {bound:.12g}, so φ(α) − (φ(0) + c1·α·φ'(0)) = "
+                f"{phi_a - bound:.3g}")
+        bound = c2 * abs(dphi0)
         raise AssertionError(
-            f"curvature should be {expected[1]}: the strong condition compares |φ'(α)| = {abs(dphi_a):.6g} "
-            f"with c2·|φ'(0)| = {c2:g}·{abs(dphi0):.6g} = {c2 * abs(dphi0):.6g}")
+            f"curvature should be {expected[1]}: the strong condition compares |φ'(α)| = {abs(dphi_a):.12g} "
+            f"with c2·|φ'(0)| = {c2:g}·{abs(dphi0):.12g} = {bound:.12g} (difference {abs(dphi_a) - bound:.3g})")
 
     def diagnose(self, case, args, out):
         try:
@@ -133,7 +138,7 @@ class WolfeConditions(RaisesOnInvalidInput):
         phi0, dphi0, phi_a, dphi_a, alpha, c1, c2 = _floats(args)
         armijo = phi_a <= phi0 + c1 * alpha * dphi0
         strong = abs(dphi_a) <= c2 * abs(dphi0)
-        variants = [                  # the strict variant first: it differs from the truth only on a bound
+        variants = [
             ("the inequalities should be ≤, not < (a step exactly on the bound is acceptable)",
              (phi_a < phi0 + c1 * alpha * dphi0, abs(dphi_a) < c2 * abs(dphi0))),
             ("the weak curvature condition φ'(α) ≥ c2·φ'(0) was used; the strong one bounds |φ'(α)| ≤ c2·|φ'(0)|, "
@@ -152,10 +157,23 @@ class WolfeConditions(RaisesOnInvalidInput):
             ("the two results are in the wrong order: return (sufficient_decrease, curvature)", (strong, armijo)),
         ]
         expected = (armijo, strong)
-        for message, variant in variants:
-            if tuple(bool(v) for v in variant) == got and got != expected:
-                return message
-        return None
+        if got == expected:
+            return None
+        matches = list(dict.fromkeys(message for message, variant in variants
+                                     if tuple(bool(v) for v in variant) == got))
+        if len(matches) > 1:          # this case cannot tell them apart: name each, not just the first
+            return "this answer fits more than one mistake: " + "; or ".join(
+                f"({i}) {message}" for i, message in enumerate(matches, 1))
+        return matches[0] if matches else None
+
+    def diagnose_refused(self, case, args):
+        phi0, dphi0, phi_a, dphi_a, alpha, c1, c2 = _floats(args)
+        message = ("raised ValueError for valid arguments (φ'(0) < 0, α > 0 and 0 < c1 < c2 < 1 all hold): raise only "
+                   "for those three, and answer every other case with the pair of bools")
+        if not (math.isfinite(phi_a) and math.isfinite(dphi_a)):
+            return message + (" — a trial step where φ(α) or φ'(α) is infinite or NaN is valid input: it fails the "
+                              "conditions, and the line search then shortens the step")
+        return message
 
     def diagnose_invalid(self, case, args, out):
         phi0, dphi0, phi_a, dphi_a, alpha, c1, c2 = _floats(args)

@@ -397,8 +397,9 @@ class LBFGS(ClosureQuasiNewton):
     :math:`\min(1, 1/\|g_0\|_1)\cdot` ``lr`` as torch; with the default ``curvature_eps=None`` the
     same rule for keeping a pair (:math:`y^\top s > 10^{-10}`), so the iterates agree with torch's to
     rounding. Each iteration stores :math:`s_k = x_{k+1} - x_k`, :math:`y_k = g_{k+1} - g_k`
-    (dropping the oldest of ``history_size`` pairs), sets :math:`\gamma_k = s_k^\top y_k / y_k^\top y_k`
-    (7.20) and moves along :math:`d_k = -H_k g_k` (the matrix of (7.19), applied through
+    (dropping the oldest of ``history_size`` pairs), sets
+    :math:`\gamma_{k+1} = s_k^\top y_k / y_k^\top y_k` (7.20) from that newest pair, and moves along
+    :math:`d_{k+1} = -H_{k+1} g_{k+1}` (the matrix of (7.19), applied through
     :func:`compact_coefficients`). The module docstring maps the state to these symbols.
 
     Parameters
