@@ -137,6 +137,7 @@ class BFGSInverseUpdate(RaisesOnInvalidInput):
                  hidden=True),
             Case("nearly-orthogonal/cos=1e-3", "small yᵀs", lambda: _nearly_orthogonal(6, f64, 1e-3), hidden=True),
             Case("scale/1e-8", "scale", lambda: _scaled(6, f64, 1e-8), hidden=True),
+            Case("scale/1e-7/n=5", "scale", lambda: _scaled(5, f64, 1e-7)),
             Case("scale/1e6", "scale", lambda: _scaled(6, f64, 1e6), hidden=True),
             Case("curvature/yᵀs<0/float32", "curvature condition", lambda: _negative_curvature(5, f32, 61),
                  hidden=True),

@@ -45,6 +45,8 @@ class CholeskyWithJitter(RaisesOnInvalidInput):
             Case("indefinite/λmin=-3e-4", "smallest working jitter", lambda: _indefinite(5, -3e-4, f64, 2)),
             Case("singular/zero-pivot", "smallest working jitter", lambda: _zero_pivot(f64)),
             Case("gives-up/max_tries=4", "giving up", lambda: _indefinite(4, -2.0, f64, 3, a=1e-10, b=10.0, c=4)),
+            Case("succeeds-on-last-try/max_tries=3", "giving up",
+                 lambda: _indefinite(5, -0.5, f64, 4, a=1e-2, b=10.0, c=3)),
         ]
         for n in (1, 3, 12, 40):
             for dtype in (f64, f32):

@@ -121,6 +121,7 @@ class HVP(Exercise):
             Case("sin + coupling/n=10", "Hv", lambda: _case("sin + coupling", 10, 1)),
             Case("logsumexp/n=8/float32", "dtype", lambda: _case("logsumexp", 8, 2, f32)),
             Case("matrix x/(3, 4)", "shape", lambda: _case("matrix", 12, 3, shape=(3, 4))),
+            Case("linear f/n=5: Hv = 0", "linear f", lambda: _case("linear", 5, 27)),
         ]
         for name, n, dtype, scale, seed in (("quadratic", 40, f64, 1.0, 10), ("quadratic", 25, f32, 1.0, 11),
                                             ("sin + coupling", 200, f64, 3.0, 12),

@@ -91,6 +91,7 @@ class MatrixInverseRoot(RaisesOnInvalidInput):
             Case("rank 4 of 10/p=4", RANK_DEFICIENT, lambda: _gram(10, 4, f64, 2, 4)),
             Case("eps=0.5/p=2", "eps argument", lambda: _spd(6, 100.0, f64, 3, 2, scale=0.01, eps=0.5)),
             Case("not symmetric", "symmetric input", lambda: _not_symmetric(5, f64, 4, 4)),
+            Case("nearly symmetric/cond=1e4", "symmetric input", lambda: _nearly_symmetric(10, 1e4, f64, 62, 2)),
         ]
         for n in (1, 3, 20, 64):
             for p in (2, 4, 8):

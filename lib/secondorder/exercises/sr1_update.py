@@ -73,6 +73,11 @@ class SR1Update(Exercise):
             Case("secant/n=3/float64", "secant equation", lambda: _pair(3, f64, 0)),
             Case("secant/n=5/indefinite", "secant equation", lambda: _pair(5, f64, 1, indefinite=True)),
             Case("skip/v-orthogonal-to-s", "skip rule", lambda: _skip_orthogonal(4, f64)),
+            # one visible case per catalogued mistake, so the checks name it while the student works
+            Case("secant/n=6/float32", "secant equation", lambda: _pair(6, f32, 7)),
+            Case("skip/v=0/n=3", "skip rule", lambda: _already_secant(3, f64)),
+            Case("skip/below-threshold/r=1e-3", "skip rule", lambda: _near_threshold(4, f64, 0.3)),
+            Case("skip/relative-at-scale-1e8", "scale invariance", lambda: _relative_skip_at_scale(f64, 1e8)),
         ]
         for n in (1, 4, 20, 60):
             for dtype in (f64, f32):

@@ -80,6 +80,14 @@ class WolfeConditions(RaisesOnInvalidInput):
             _case("too-long", "sufficient decrease", 1.0, -2.0, 1.1, 3.0, 2.0, hidden=False),
             _case("overshoot/slope-too-positive", "strong curvature", 1.0, -2.0, 0.3, 1.9, 0.5, hidden=False),
             _case("invalid/dphi0>0", "valid input", 1.0, 0.5, 0.9, 0.1, 0.1, hidden=False),
+            # visible: one per common mistake, with other numbers than the hidden ones below
+            _case("too-short/slope-negative", "strong curvature", 1.0, -2.0, 0.7, -1.9, 0.1, hidden=False),
+            _case("alpha-large/c1=0.2", "sufficient decrease", 1.0, -1.0, 0.3, 0.1, 5.0, 0.2, 0.9, hidden=False),
+            _case("alpha-small/c1=0.5", "sufficient decrease", 1.0, -2.0, 0.985, -1.0, 0.01, 0.5, 0.9, hidden=False),
+            _case("just-above-phi0", "sufficient decrease", 1.0, -2.0, 1.00005, 0.1, 0.5, hidden=False),
+            _case("boundary/curvature-equal", "≤, not <", 1.0, -2.0, 0.2, 1.0, 1.0, 0.25, 0.5, hidden=False),
+            _case("invalid/alpha=-2", "valid input", 1.0, -2.0, 0.5, -1.0, -2.0, hidden=False),
+            _case("invalid/c1>c2/0.8>0.3", "valid input", 1.0, -2.0, 0.5, 0.1, 1.0, 0.8, 0.3, hidden=False),
             # hidden: each pins down one misconception
             _case("too-short/slope-still-steep", "strong curvature", 1.0, -2.0, 0.9, -1.95, 0.05),
             _case("uses-c1-not-c2", "constants", 1.0, -1.0, 0.5, 0.5, 1.0),
