@@ -71,6 +71,13 @@ def check_pair(M_name: str, M: Tensor, s: Tensor, y: Tensor) -> tuple[Tensor, Te
     return M, s, y
 
 
+def check_count(name: str, value: object, minimum: int = 1) -> int:
+    """Check that ``value`` is an integer ``>= minimum`` (``bool`` is rejected)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
     """Check a scalar hyperparameter is a finite positive number."""
     try:

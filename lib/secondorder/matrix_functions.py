@@ -40,20 +40,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ._validation import check_positive, check_square, check_tensor
+from ._validation import check_count, check_positive, check_square, check_tensor
 
 #: Coefficients :math:`(a, b, c)` of Muon's quintic Newton–Schulz iteration [MUON]_.
 MUON_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
 # How many times matrix_inverse_root multiplies eps by 10 before giving up (1e-12 reaches 1e+8).
 _MAX_EPS_GROWTH = 20
-
-
-def check_count(name: str, value: object, minimum: int = 1) -> int:
-    """Check that ``value`` is an integer ``>= minimum`` (``bool`` is rejected)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 def _check_symmetric(name: str, M: Tensor) -> None:

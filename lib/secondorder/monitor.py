@@ -63,7 +63,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vmap
 
-from ._validation import check_positive
+from ._validation import check_count, check_positive
 from .curvature.hvp import hvp_at
 from .spectral import power_iteration
 
@@ -157,9 +157,7 @@ class CurvatureMonitor:
         for name, value in (("every", every), ("sharpness_every", sharpness_every),
                             ("fisher_every", fisher_every), ("power_iters", power_iters),
                             ("fisher_samples", fisher_samples)):
-            low = 1 if name in ("every", "power_iters", "fisher_samples") else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+            check_count(name, value, 1 if name in ("every", "power_iters", "fisher_samples") else 0)
         for name, value in (("sharpness_every", sharpness_every), ("fisher_every", fisher_every)):
             if value % every:
                 raise ValueError(f"{name} = {value} must be a multiple of every = {every} "

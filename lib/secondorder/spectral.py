@@ -44,7 +44,7 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
-from ._validation import check_positive, check_tensor, check_vector
+from ._validation import check_count, check_positive, check_tensor, check_vector
 
 MatVec = Callable[[Tensor], Tensor]
 WHICH = ("LA", "SA", "LM")
@@ -78,11 +78,6 @@ def _operator(matvec: Any) -> MatVec:
 
     return checked
 
-
-def _check_count(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 def _probe(n: int, distribution: str, generator: torch.Generator | None, dtype: torch.dtype,
@@ -155,7 +150,7 @@ def power_iteration(matvec: Any, v0: Tensor, iters: int = 100, tol: float = 1e-6
     -3.0
     """
     check_vector("v0", v0)
-    iters = _check_count("iters", iters)
+    iters = check_count("iters", iters)
     tol = check_positive("tol", tol, allow_zero=True)
     op = _operator(matvec)
     norm0 = torch.linalg.vector_norm(v0)
@@ -341,17 +336,17 @@ def lanczos(matvec: Any, v0: Tensor | None = None, *, n: int | None = None, k: i
     """
     if which not in WHICH:
         raise ValueError(f"which must be one of {WHICH}, got {which!r}")
-    k = _check_count("k", k)
+    k = check_count("k", k)
     tol = check_positive("tol", tol, allow_zero=True)
     if v0 is None:
-        n = _check_count("n", n)
+        n = check_count("n", n)
         v0 = torch.randn(n, generator=generator, dtype=torch.float64,
                          device=generator.device if generator is not None else device)
         v0 = v0.to(dtype=_resolve_dtype(dtype), device=device)
     else:
         check_vector("v0", v0, n=n)
         n = v0.shape[0]
-    iters = min(n, 2 * k + 20) if iters is None else _check_count("iters", iters)
+    iters = min(n, 2 * k + 20) if iters is None else check_count("iters", iters)
     op = _operator(matvec)
     norm0 = torch.linalg.vector_norm(v0)
     if not float(norm0) > 0:
@@ -492,9 +487,9 @@ def slq_density(matvec: Any, n: int, num_probes: int = 10, iters: int = 30,
     SpectralDensity
         Nodes and weights ``(L, m)``, and the density on the grid when one was given.
     """
-    n = _check_count("n", n)
-    num_probes = _check_count("num_probes", num_probes)
-    iters = min(_check_count("iters", iters), n)
+    n = check_count("n", n)
+    num_probes = check_count("num_probes", num_probes)
+    iters = min(check_count("iters", iters), n)
     dtype = _resolve_dtype(dtype)
     op = _operator(matvec)
     nodes = torch.zeros(num_probes, iters, dtype=torch.float64)  # (L, m), CPU: built from host lists
@@ -512,7 +507,7 @@ def slq_density(matvec: Any, n: int, num_probes: int = 10, iters: int = 30,
         if sigma is None:
             sigma = 0.01 * (hi - lo) if hi > lo else 1e-3 * max(abs(hi), 1.0)
         if isinstance(grid, int):
-            grid = torch.linspace(lo - 5 * sigma, hi + 5 * sigma, _check_count("grid", grid, 2),
+            grid = torch.linspace(lo - 5 * sigma, hi + 5 * sigma, check_count("grid", grid, 2),
                                   dtype=dtype, device=device)  # (G,)
         result.grid, result.sigma = grid, float(sigma)
         result.density = result.smooth(grid, sigma)
@@ -561,8 +556,8 @@ def hutchinson_trace(matvec: Any, n: int, num_samples: int = 10, distribution: s
     Tensor, 0-d, or (Tensor, Tensor of shape (N,))
         The estimate, and the per-probe values when ``return_samples``.
     """
-    n = _check_count("n", n)
-    num_samples = _check_count("num_samples", num_samples)
+    n = check_count("n", n)
+    num_samples = check_count("num_samples", num_samples)
     _check_distribution(distribution)
     dtype = _resolve_dtype(dtype)
     op = _operator(matvec)
@@ -618,8 +613,8 @@ def hutchpp_trace(matvec: Any, n: int, num_matvecs: int = 30, distribution: str 
     -------
     Tensor, 0-d, or (Tensor, Tensor of shape (num_matvecs - 2 * (num_matvecs // 3),))
     """
-    n = _check_count("n", n)
-    num_matvecs = _check_count("num_matvecs", num_matvecs, minimum=3)
+    n = check_count("n", n)
+    num_matvecs = check_count("num_matvecs", num_matvecs, minimum=3)
     _check_distribution(distribution)
     dtype = _resolve_dtype(dtype)
     op = _operator(matvec)

@@ -21,8 +21,9 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
+from .._validation import check_count
 from ..quasi_newton import bfgs_inverse_update, initial_scaling
-from .lbfgs import ClosureQuasiNewton, _abs_max, _check_int, _pair_accepted, check_closure_options
+from .lbfgs import ClosureQuasiNewton, _abs_max, _pair_accepted, check_closure_options
 
 #: Largest number of parameters BFGS accepts unless ``max_dense`` is raised (20000² float32 is 1.6 GB).
 MAX_DENSE = 20000
@@ -69,7 +70,7 @@ class BFGS(ClosureQuasiNewton):
             raise ValueError("curvature_eps must be a number ≥ 0 for BFGS, got None")
         defaults = check_closure_options(lr, max_iter, max_eval, tolerance_grad, tolerance_change,
                                          line_search_fn, curvature_eps)
-        max_dense = _check_int("max_dense", max_dense, 1)
+        max_dense = check_count("max_dense", max_dense, 1)
         super().__init__(params, defaults)
         if self._flat.n > max_dense:
             raise ValueError(f"BFGS stores a dense n×n matrix and n = {self._flat.n} exceeds "

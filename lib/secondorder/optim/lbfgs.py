@@ -55,7 +55,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .._validation import check_positive
+from .._validation import check_count, check_positive
 from ..linesearch import strong_wolfe
 
 LINE_SEARCHES = (None, "strong_wolfe")
@@ -137,12 +137,6 @@ def _to_host(values: dict[str, Tensor | float], device: torch.device) -> dict[st
     return dict(zip(values, stacked.tolist()))
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
-    return value
-
-
 def check_closure_options(lr, max_iter, max_eval, tolerance_grad, tolerance_change, line_search_fn,
                           curvature_eps) -> dict:
     """Validate the arguments shared by :class:`LBFGS` and BFGS; return them as ``defaults``."""
@@ -152,8 +146,8 @@ def check_closure_options(lr, max_iter, max_eval, tolerance_grad, tolerance_chan
         check_positive("lr", float(lr), allow_zero=True)
     else:
         lr = check_positive("lr", lr, allow_zero=True)
-    max_iter = _check_int("max_iter", max_iter, 1)
-    max_eval = max_iter * 5 // 4 if max_eval is None else _check_int("max_eval", max_eval, 1)
+    max_iter = check_count("max_iter", max_iter, 1)
+    max_eval = max_iter * 5 // 4 if max_eval is None else check_count("max_eval", max_eval, 1)
     if line_search_fn not in LINE_SEARCHES:
         raise ValueError(f"line_search_fn must be one of {LINE_SEARCHES}, got {line_search_fn!r}")
     if curvature_eps is not None:
@@ -434,7 +428,7 @@ class LBFGS(ClosureQuasiNewton):
                  curvature_eps: float | None = None):
         defaults = check_closure_options(lr, max_iter, max_eval, tolerance_grad, tolerance_change,
                                          line_search_fn, curvature_eps)
-        defaults["history_size"] = _check_int("history_size", history_size, 1)
+        defaults["history_size"] = check_count("history_size", history_size, 1)
         super().__init__(params, defaults)
         self._slot_index: dict[tuple, tuple[list[int], Tensor]] = {}
         self._row_views: tuple[Tensor, list[Tensor]] | None = None
