@@ -105,6 +105,7 @@ def _bytes(size: int) -> str:
 
 
 _NO_GRAPH = ("does not require grad", "does not have a grad_fn", "appears to not have been used")
+_NOT_SCALAR = ("1D tensors expected", "cannot be multiplied", "only for scalar outputs", "inconsistent tensor size")
 
 
 class HVP(Exercise):
@@ -157,11 +158,21 @@ class HVP(Exercise):
             elif any(k in error for k in _NO_GRAPH):
                 if case.group == "linear f":
                     error += (" — likely cause: f is linear here, so ∇f(x) does not depend on x and autograd has "
-                              "nothing to differentiate a second time: Hv = 0, return zeros shaped like x")
+                              "nothing to differentiate a second time: Hv = 0, return zeros shaped like x (test "
+                              "g.requires_grad) — or x itself does not require grad: differentiate with respect to "
+                              "z = x.detach().requires_grad_(True)")
                 else:
                     error += (" — likely cause: the second backward pass has no graph to follow. x must require "
                               "grad (x = x.detach().requires_grad_(True)), the first torch.autograd.grad needs "
                               "create_graph=True, and the gradient must not be detached before ∇f(x)ᵀv")
+            elif "Mismatch in shape" in error:
+                error += (" — likely cause: grad_outputs must have the shape of the gradient, which is the shape of x "
+                          f"{tuple(args[1].shape)}: pass v as given, not flattened or reshaped")
+            elif any(k in error for k in _NOT_SCALAR):
+                where = f" (x has shape {tuple(args[1].shape)} here)" if args[1].ndim > 1 else ""
+                error += (f" — likely cause: ∇f(x)ᵀv is not formed as a scalar{where}: it is the sum of the "
+                          "elementwise products, (g * v).sum(), or pass grad_outputs=v; torch.dot and @ take the "
+                          "inner product of vectors only")
         return super().judge(case, args, out, args_after=args_after, error=error, calls=calls)
 
     def compare(self, case, args, out, expected):
@@ -188,9 +199,11 @@ class HVP(Exercise):
             if out.ndim == 2 and out.shape[0] == out.shape[1] == x.numel():
                 return "returned the Hessian itself; the exercise asks for the product Hv, without forming H"
             return None
+        vnorm = float(v.norm())
+        if not bool(torch.isfinite(out).all()) and vnorm == 0.0:
+            return "v = 0 gives NaN: v was normalized (0/0)? Hv is linear in v, so use v as given (H·0 = 0)"
         exact = hvp(fn, x.detach(), v)
         grad = _gradient(fn, x)
-        vnorm = float(v.norm())
         variants = [
             ("returned the gradient ∇f(x), not the Hessian-vector product: differentiate ∇f(x)ᵀv a second "
              "time", lambda: grad),
@@ -202,11 +215,15 @@ class HVP(Exercise):
             ("returned (∇f(x)ᵀv)·v or another outer-product shortcut: the Hessian is needed, not the gradient",
              lambda: float(grad.flatten() @ v.flatten()) * v),
             ("returned Hv with v = ∇f(x): use the v passed in", lambda: hvp(fn, x.detach(), grad)),
+            ("∇f(x)ᵀv was averaged (.mean()) instead of summed: the inner product is (g * v).sum(), so the result "
+             f"came out divided by the {x.numel()} entries of x", lambda: exact / x.numel()),
         ]
         telling = [(m, make) for m, make in variants if close_to(exact, [(m, make)], rtol=1e-6) is None]
-        found = close_to(out, telling, rtol=1e-4 if x.dtype != torch.float64 else 1e-8)
+        rtol = 1e-4 if x.dtype != torch.float64 else 1e-8
+        # Where one output fits several mistakes (v = 0 makes ∇f(x) + Hv the gradient), name each.
+        found = [m for m, make in telling if close_to(out, [(m, make)], rtol=rtol) is not None]
         if found:
-            return found
+            return " — or ".join(found)
         near_miss = ("the result is close to Hv but not exact to rounding: a finite-difference approximation of "
                      "the gradient along v? Autograd gives the exact product by differentiating ∇f(x)ᵀv")
         if x.dtype == torch.float64:

@@ -2,8 +2,10 @@ r"""Exercise ``kfac_factors(a, g)`` (section 06): K-FAC's factors :math:`A = a^\
 
 The factors are uncentred second moments over the batch, normalized once by the batch size. The
 diagnosis compares each returned factor with what the typical wrong formulas give: the factors
-swapped, the :math:`N \times N` Gram matrix :math:`a a^\top`, a sum instead of a mean, a covariance,
-and per-example gradients rescaled by :math:`N` as if they came from a mean-reduced loss.
+swapped, the :math:`N \times N` Gram matrix :math:`a a^\top`, a sum instead of a mean, a covariance
+(``torch.cov``), the outer product of the batch means, per-example outer products left unaveraged, and
+per-example gradients rescaled by :math:`N` as if they came from a mean-reduced loss. Where one output
+fits several of these (at :math:`N = 2`, dividing by :math:`N - 1` is the plain sum), each is named.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ def _factor_variants(x, name, other):
         ("twice", lambda: M / N ** 2),
         ("n-1", lambda: M / (N - 1)),
         ("centred", lambda: centred.T @ centred / N),
+        ("cov", lambda: centred.T @ centred / (N - 1)),
+        ("means", lambda: torch.outer(x.mean(dim=0), x.mean(dim=0))),
         ("diagonal", lambda: torch.diag(torch.diagonal(M) / N)),
     ]
     if name == "G":
@@ -60,6 +64,12 @@ _MESSAGES = {
     "n-1": "{who}: divided by N − 1, as for a sample covariance: K-FAC's factors are plain means, {formula}",
     "centred": "{who}: the batch mean was subtracted (a covariance); K-FAC uses the uncentred second moment "
                "{formula}",
+    "cov": "{who}: a sample covariance (torch.cov subtracts the batch mean and divides by N − 1); K-FAC uses the "
+           "uncentred second moment {formula}",
+    "means": "{who}: the outer product of the batch means (rank one); K-FAC averages the outer products of the "
+             "examples, {formula}",
+    "per-example": "{who}: the per-example outer products, shape (N, d, d), were not averaged over the batch: "
+                   "{formula}",
     "diagonal": "{who}: only the diagonal was kept (a diagonal approximation); the factor is the full matrix "
                 "{formula}",
     "g-times-N": "G: the rows of g were multiplied by N, as if they came from a mean-reduced loss; kfac_factors "
@@ -67,8 +77,8 @@ _MESSAGES = {
 }
 
 
-def _message(kind, who):
-    return _MESSAGES[kind].format(who=who, formula=_FORMULA[who])
+def _message(kinds, who):
+    return " — or ".join(_MESSAGES[kind].format(who=who, formula=_FORMULA[who]) for kind in kinds)
 
 
 class KFACFactors(Exercise):
@@ -115,7 +125,15 @@ class KFACFactors(Exercise):
     def diagnose(self, case, args, out):
         if not isinstance(out, tuple | list) or len(out) != 2:
             return "return both factors: `return A, G`"
+        wrong_dtype = [f"{name} is {M.dtype}" for name, M in zip("AG", out)
+                       if isinstance(M, torch.Tensor) and M.dtype != args[0].dtype]
+        if wrong_dtype:
+            return (f"{' and '.join(wrong_dtype)} for inputs in {args[0].dtype}: compute in the inputs' dtype (no "
+                    ".double()), or convert back with .to(a.dtype)")
         a, g = (x.double() for x in args)
+        if a.shape[0] == 1 and any(isinstance(M, torch.Tensor) and not bool(torch.isfinite(M).all()) for M in out):
+            return ("NaN for N = 1: divided by N − 1 = 0, as for a sample covariance (torch.cov)? K-FAC's factors "
+                    "are plain means, A = aᵀa / N and G = gᵀg / N")
         A_ref, G_ref = kfac_factors(a, g)
         rtol = 1e-3 if args[0].dtype != torch.float64 else 1e-6
         kinds = {}
@@ -123,16 +141,17 @@ class KFACFactors(Exercise):
             if close_to(M, [("", lambda ref=ref: ref)], rtol=rtol) is not None:
                 continue                                     # this factor is right
             telling = [v for v in _factor_variants(x, name, other) if close_to(ref, [v], rtol=rtol) is None]
-            kind = close_to(M, telling, rtol=rtol)
-            if kind is None and isinstance(M, torch.Tensor) and M.shape != ref.shape:
-                kind = "size"
-            if kind is not None:
-                kinds[name] = kind
-        if kinds.get("A") == kinds.get("G") == "size":
+            # Every variant that fits (at N = 2, dividing by N − 1 is the plain sum): name each.
+            found = tuple(kind for kind, make in telling if close_to(M, [(kind, make)], rtol=rtol) is not None)
+            if not found and isinstance(M, torch.Tensor) and M.shape != ref.shape:
+                found = ("per-example",) if M.shape == (x.shape[0], *ref.shape) else ("size",)
+            if found:
+                kinds[name] = found
+        if kinds.get("A") == kinds.get("G") == ("size",):
             return (f"the factors have the wrong size: A is d_in × d_in ({tuple(A_ref.shape)}), G is d_out × d_out "
                     f"({tuple(G_ref.shape)}), both sums over the N = {a.shape[0]} examples")
         if "A" in kinds and kinds.get("A") == kinds.get("G"):
             return _message(kinds["A"], "A and G")
-        hints = [_message(kind, name) if kind != "size" else f"{name} has the wrong size"
-                 for name, kind in kinds.items()]
+        hints = [_message(found, name) if found != ("size",) else f"{name} has the wrong size"
+                 for name, found in kinds.items()]
         return "; ".join(hints) or None

@@ -8,7 +8,9 @@ r"""Exercise ``kfac_precondition(grad_W, A, G, damping)`` (section 06): the damp
 :func:`secondorder.kfac.kfac_precondition`). The tolerance of a case grows with the condition numbers
 of the damped factors, so solving and inverting are both accepted where the problem allows it; the
 diagnosis names the wrong sides, the damping on one factor, :math:`\lambda` instead of
-:math:`\sqrt\lambda`, damping of the Kronecker product, multiplying instead of solving, and the sign.
+:math:`\sqrt\lambda`, damping of the Kronecker product, a scalar added to every entry instead of the
+diagonal, ``torch.cholesky_solve`` given the matrix instead of its Cholesky factor, multiplying instead of
+solving, and the sign; where the damping is too small to tell some of these apart, it names each.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import torch
 from .. import testing
 from ..kfac import kfac_precondition
 from .base import Case, Exercise
-from .generators import close_to, random_spd
+from .generators import random_spd
 
+_MEMORY_ERRORS = ("can't allocate", "MemoryError", "DefaultCPUAllocator", "out of memory")
 _SHAPE_ERRORS = ("size mismatch", "cannot be multiplied", "must match the size", "Expected size", "shape",
                  "incompatible")
 
@@ -63,6 +66,11 @@ def _variants(grad_W, A, G, damping):
         V = Q_G.T @ grad_W @ Q_A / (torch.outer(lam_G, lam_A) + lam)
         return Q_G @ V @ Q_A.T
 
+    def cholesky_solve_of_matrix():
+        # torch.cholesky_solve(B, M) reads M as the Cholesky factor: it solves with tril(M) tril(M)ᵀ
+        L_G, L_A = torch.tril(G + pi * I_G), torch.tril(A + pi * I_A)
+        return both(0.0, 0.0, left=L_G @ L_G.T, right=L_A @ L_A.T)
+
     def pi_damping():
         ratio = ((torch.trace(A) / d_in) / (torch.trace(G) / d_out)) ** 0.5
         return both(pi / float(ratio), pi * float(ratio))
@@ -85,7 +93,12 @@ def _variants(grad_W, A, G, damping):
         ("the damping was split with Martens–Grosse's π = √((tr A / d_in) / (tr G / d_out)); this exercise "
          "uses π = 1: √λ on each factor", pi_damping),
         ("the damping was added after inverting, (G⁻¹ + √λI) ∇W (A⁻¹ + √λI): add √λ I to each factor, then solve",
-         lambda: (torch.linalg.inv(G) + pi * I_G) @ grad_W @ (torch.linalg.inv(A) + pi * I_A)),
+         lambda: (torch.linalg.pinv(G) + pi * I_G) @ grad_W @ (torch.linalg.pinv(A) + pi * I_A)),
+        ("√λ was added to every entry of the factors (A + √λ broadcasts a scalar), not to their diagonals: use "
+         "A + √λ·I with I = torch.eye(d)",
+         lambda: both(0.0, 0.0, left=G + pi * torch.ones_like(G), right=A + pi * torch.ones_like(A))),
+        ("torch.cholesky_solve was given the damped factor itself: its second argument is the Cholesky factor, "
+         "L = torch.linalg.cholesky(G + √λI) (and likewise for A)", cholesky_solve_of_matrix),
         ("the gradient was multiplied by the damped factors instead of solving with them: "
          "Δ = (G + √λI)⁻¹ ∇W (A + √λI)⁻¹ needs solves (or inverses)",
          lambda: (G + pi * I_G) @ grad_W @ (A + pi * I_A)),
@@ -95,6 +108,19 @@ def _variants(grad_W, A, G, damping):
 def _condition(M, shift):
     lam = torch.linalg.eigvalsh(M.double()) + shift
     return float(lam[-1] / lam[0]) if float(lam[0]) > 0 else float("inf")
+
+
+def _tolerance(args) -> float:
+    """compare()'s relative tolerance on Δ: rounding in either factor's solve is amplified by its condition number."""
+    grad_W, A, G, damping = args
+    pi = float(damping) ** 0.5
+    eps = torch.finfo(grad_W.dtype).eps
+    return max(testing.default_rtol(grad_W) * 10, eps * _condition(A, pi) * _condition(G, pi) / 10)
+
+
+def _relative(a, b) -> float:
+    a, b = a.detach().double(), b.detach().double()
+    return float(torch.linalg.matrix_norm(a - b)) / max(float(torch.linalg.matrix_norm(b)), 1e-300)
 
 
 class KFACPrecondition(Exercise):
@@ -136,7 +162,13 @@ class KFACPrecondition(Exercise):
 
     def judge(self, case, args, out, args_after=None, error=None, calls=None):
         result = super().judge(case, args, out, args_after=args_after, error=error, calls=calls)
-        if error is not None and result.status == "error" and any(k in error for k in _SHAPE_ERRORS):
+        if error is not None and result.status == "error" and any(k in error for k in _MEMORY_ERRORS):
+            d_out, d_in = args[0].shape
+            size = (d_out * d_in) ** 2 * args[0].element_size()
+            result.message += (f" — likely cause: the dense Kronecker product G ⊗ A was built: it has (d_out·d_in)² = "
+                               f"{(d_out * d_in) ** 2:,} entries ({size / 1e9:.1f} GB) here; solve with the two "
+                               "factors separately, (G + √λI)⁻¹ ∇W (A + √λI)⁻¹")
+        elif error is not None and result.status == "error" and any(k in error for k in _SHAPE_ERRORS):
             d_out, d_in = args[0].shape
             result.message += (f" — likely cause: the shapes do not fit together: grad_W is d_out × d_in = "
                                f"{d_out} × {d_in}, G (d_out × d_out) multiplies it from the left and A "
@@ -148,8 +180,7 @@ class KFACPrecondition(Exercise):
         testing.check_tensor_like("Δ", out, expected)
         pi = float(damping) ** 0.5
         eps = torch.finfo(out.dtype).eps
-        # Rounding in either factor's solve is amplified by its condition number.
-        rtol = max(testing.default_rtol(out) * 10, eps * _condition(A, pi) * _condition(G, pi) / 10)
+        rtol = _tolerance(args)
         d_out, d_in = grad_W.shape
         I_A = torch.eye(d_in, dtype=torch.float64)
         I_G = torch.eye(d_out, dtype=torch.float64)
@@ -161,8 +192,27 @@ class KFACPrecondition(Exercise):
     def diagnose(self, case, args, out):
         grad_W, A, G = (x.double() for x in args[:3])
         damping = args[3]
+        if isinstance(out, torch.Tensor) and out.dtype != args[0].dtype:
+            return (f"Δ is {out.dtype} for inputs in {args[0].dtype}: compute in the inputs' dtype (no .double()), "
+                    "or convert back with .to(grad_W.dtype)")
+        if not isinstance(out, torch.Tensor) or not bool(torch.isfinite(out).all()):
+            return None
         rtol = 1e-3 if args[0].dtype != torch.float64 else 1e-6
+        tol = _tolerance(args)
         truth = kfac_precondition(grad_W, A, G, damping)
-        telling = [v for v in _variants(grad_W, A, G, damping) if close_to(truth, [v], rtol=rtol) is None]
-        return close_to(out, telling, rtol=rtol)
+        found = []
+        for message, make in _variants(grad_W, A, G, damping):
+            try:
+                alt = make()
+            except Exception:  # a variant that cannot run on these inputs matches nothing
+                continue
+            if alt.shape != out.shape or not bool(torch.isfinite(alt).all()):
+                continue
+            gap = _relative(alt, truth) if alt.shape == truth.shape else float("inf")
+            if gap <= tol:
+                continue                             # within the tolerance of the right answer: tells nothing
+            # Where the damping is tiny next to the factors, several mistakes give the same Δ: name each.
+            if _relative(out, alt) <= min(rtol, 0.1 * gap):
+                found.append(message)
+        return " — or ".join(found) or None
 

@@ -19,7 +19,7 @@ from .. import testing
 from ..matrix_functions import matrix_inverse_root
 from .base import Case
 from .bfgs_inverse_update import RaisesOnInvalidInput
-from .generators import _gen, close_to, random_spd
+from .generators import _gen, random_spd
 
 RANK_DEFICIENT = "rank-deficient M (eigenvalue floor)"
 
@@ -60,9 +60,13 @@ def _not_symmetric(n, dtype, seed, p):
     return (M.to(dtype), p)
 
 
-def _root(M, p, eps=1e-12, power=None, floor="shift", symmetrize=True, transpose_q=False):
-    """The inverse root with one knob per typical mistake, in float64 (for the diagnosis)."""
-    M = M.double()
+def _root(M, p, eps=1e-12, power=None, floor="shift", symmetrize=True, transpose_q=False, work=torch.float64):
+    """The inverse root with one knob per typical mistake, decomposed in ``work`` (for the diagnosis).
+
+    ``floor``: ``"shift"`` (right: max(λ, 0) + eps), ``"max"`` (max(λ, eps)), ``"after"`` (eps added after the
+    root), ``"clamp_after"`` (max(λ + eps, 0): the floor after the shift) or ``"none"`` (λ + eps).
+    """
+    M = M.to(work)
     lam, Q = torch.linalg.eigh(0.5 * (M + M.mT) if symmetrize else M)
     power = -1.0 / p if power is None else power
     if floor == "shift":
@@ -71,9 +75,30 @@ def _root(M, p, eps=1e-12, power=None, floor="shift", symmetrize=True, transpose
         d = lam.clamp(min=eps) ** power
     elif floor == "after":
         d = lam.clamp(min=0) ** power + eps
+    elif floor == "clamp_after":
+        d = (lam + eps).clamp(min=0) ** power
     else:                                                    # "none"
         d = (lam + eps) ** power
-    return (Q.mT * d) @ Q if transpose_q else (Q * d) @ Q.mT
+    R = (Q.mT * d) @ Q if transpose_q else (Q * d) @ Q.mT
+    return R.double()
+
+
+def _split(M):
+    """Eigenvectors of M on its range and on its null space (eigenvalues below the rounding noise), and that noise.
+
+    The range is well determined; on the null space the computed eigenvalues are rounding noise of either sign.
+    """
+    M64 = M.double()
+    lam, Q = torch.linalg.eigh(M64)
+    big = float(lam.abs().max()) if M64.numel() else 0.0
+    noise = 1e3 * torch.finfo(M.dtype).eps * big             # far above eigh's rounding in M's dtype
+    range_ = lam > noise if big > 0 else torch.zeros_like(lam, dtype=torch.bool)
+    return Q[:, range_], Q[:, ~range_], noise                # (n, r), (n, n − r)
+
+
+def _relative(a, b) -> float:
+    a, b = a.detach().double(), b.detach().double()
+    return float(torch.linalg.matrix_norm(a - b)) / max(float(torch.linalg.matrix_norm(b)), 1e-300)
 
 
 class MatrixInverseRoot(RaisesOnInvalidInput):
@@ -92,6 +117,7 @@ class MatrixInverseRoot(RaisesOnInvalidInput):
             Case("eps=0.5/p=2", "eps argument", lambda: _spd(6, 100.0, f64, 3, 2, scale=0.01, eps=0.5)),
             Case("not symmetric", "symmetric input", lambda: _not_symmetric(5, f64, 4, 4)),
             Case("nearly symmetric/cond=1e4", "symmetric input", lambda: _nearly_symmetric(10, 1e4, f64, 62, 2)),
+            Case("ill-conditioned/cond=1e7/p=2/float32", "inverse root", lambda: _spd(8, 1e7, f32, 6, 2)),
         ]
         for n in (1, 3, 20, 64):
             for p in (2, 4, 8):
@@ -117,6 +143,7 @@ class MatrixInverseRoot(RaisesOnInvalidInput):
             Case("diagonal/p=4", "inverse root",
                  lambda: (torch.diag(torch.tensor([16.0, 1.0, 0.0625, 81.0], dtype=f64)), 4), hidden=True),
             Case("ill-conditioned/cond=1e8/p=4", "inverse root", lambda: _spd(12, 1e8, f64, 53, 4), hidden=True),
+            Case("ill-conditioned/cond=1e8/p=4/float32", "inverse root", lambda: _spd(10, 1e8, f32, 5, 4), hidden=True),
             Case("scale 1e6/p=2", "inverse root", lambda: _spd(10, 100.0, f64, 54, 2, scale=1e6), hidden=True),
             Case("scale 1e-6/p=4", "inverse root", lambda: _spd(10, 100.0, f64, 55, 4, scale=1e-6), hidden=True),
             Case("eps=1e-3/p=4", "eps argument", lambda: _spd(8, 1e4, f64, 56, 4, scale=1e-2, eps=1e-3),
@@ -153,12 +180,8 @@ class MatrixInverseRoot(RaisesOnInvalidInput):
             testing.check_close("the root", out, expected, rtol=rtol)
             return
         # The range of M is well determined; on its null space any floor at 0 gives (noise + eps)^(-1/p).
-        M64, R, R_ref = M.double(), out.double(), expected.double()
-        lam, Q = torch.linalg.eigh(M64)
-        big = float(lam.abs().max()) if M64.numel() else 0.0
-        noise = 1e3 * torch.finfo(M.dtype).eps * big         # far above eigh's rounding in M's dtype
-        range_ = lam > noise if big > 0 else torch.zeros_like(lam, dtype=torch.bool)
-        Qr, Qn = Q[:, range_], Q[:, ~range_]                 # (n, r), (n, n − r)
+        R, R_ref = out.double(), expected.double()
+        Qr, Qn, noise = _split(M)
         if Qr.shape[1]:
             testing.check_close("the root on the range of M", Qr.mT @ R @ Qr, Qr.mT @ R_ref @ Qr, rtol=rtol)
         null = torch.linalg.eigvalsh(0.5 * (Qn.mT @ R @ Qn + (Qn.mT @ R @ Qn).mT))   # (n − r,)
@@ -174,13 +197,19 @@ class MatrixInverseRoot(RaisesOnInvalidInput):
     def diagnose(self, case, args, out):
         M, p = args[0], args[1]
         eps = args[2] if len(args) > 2 else 1e-12
-        if isinstance(out, torch.Tensor) and out.shape == M.shape and not bool(torch.isfinite(out).all()):
-            return ("no eigenvalue floor: rounding leaves some eigenvalues of a singular M slightly negative, and "
-                    "(λ + eps)^(-1/p) of a negative λ is NaN, while λ^(-1/p) of λ = 0 is infinite — clamp at 0 and "
-                    "add eps before the root, (max(λ, 0) + eps)^(-1/p)")
-        if case.group == RANK_DEFICIENT:
+        if not isinstance(out, torch.Tensor) or out.shape != M.shape:
             return None
+        if out.dtype != M.dtype:
+            return (f"the root is {out.dtype} for M in {M.dtype}: decompose in float64, then convert the result "
+                    "back with .to(M.dtype)")
         variants = [
+            ("no eigenvalue floor: rounding leaves some eigenvalues of a singular M slightly negative, and "
+             "(λ + eps)^(-1/p) of a λ below −eps is NaN — clamp at 0 first", lambda: _root(M, p, eps, floor="none")),
+            ("the floor came after the shift, max(λ + eps, 0): a rounding-negative λ below −eps gives 0^(-1/p) = ∞ — "
+             "floor first, then shift", lambda: _root(M, p, eps, floor="clamp_after")),
+            ("eps was added after the root; it belongs to the eigenvalues before the root, (max(λ, 0) + eps)^(-1/p)",
+             lambda: _root(M, p, eps, floor="after")),
+            ("eps is missing: max(λ, 0)^(-1/p) is infinite at λ = 0", lambda: _root(M, p, 0.0)),
             ("the p-th root M^(1/p) was computed; Shampoo needs the inverse root M^(-1/p)",
              lambda: _root(M, p, eps, power=1.0 / p)),
             ("the inverse M⁻¹ was computed; the exponent is −1/p", lambda: _root(M, p, eps, power=-1.0)),
@@ -189,15 +218,52 @@ class MatrixInverseRoot(RaisesOnInvalidInput):
             ("the root ignores p (−1/2 hard-coded); the exponent is −1/p", lambda: _root(M, p, eps, power=-0.5)),
             ("the eigenvalues were floored at eps, max(λ, eps); the reference adds eps after flooring at 0, "
              "max(λ, 0) + eps", lambda: _root(M, p, eps, floor="max")),
-            ("eps was added after the root; it belongs to the eigenvalues before the root, (max(λ, 0) + eps)^(-1/p)",
-             lambda: _root(M, p, eps, floor="after")),
             ("the eps argument is ignored (1e-12 hard-coded)", lambda: _root(M, p, 1e-12)),
             ("the eigenvectors are transposed: the root is Q diag(d) Qᵀ with the eigenvectors in the columns of Q",
              lambda: _root(M, p, eps, transpose_q=True)),
             ("eigh was used without symmetrizing: it reads one triangle only; decompose ½(M + Mᵀ)",
              lambda: _root(M, p, eps, symmetrize=False)),
+            (f"the eigendecomposition was done in {M.dtype}: the small eigenvalues, which the negative power "
+             "amplifies, lose their accuracy — decompose in float64 (M.double()) and convert the result back",
+             lambda: _root(M, p, eps, work=M.dtype)),
         ]
+        outcomes = []
+        for message, make in variants:
+            try:
+                outcomes.append((message, make()))
+            except Exception:  # a variant that cannot run on these inputs matches nothing
+                continue
+        if not bool(torch.isfinite(out).all()):
+            # A NaN or ∞ anywhere spreads through Q diag(d) Qᵀ: every mistake that breaks down here is a candidate.
+            found = [m for m, alt in outcomes if not bool(torch.isfinite(alt.to(M.dtype)).all())]
+            return (" — or ".join(found) if found else
+                    "a zero or slightly negative eigenvalue reached the negative power without the floor and the "
+                    "shift") + ": the root is (max(λ, 0) + eps)^(-1/p) — floor, then shift, then root"
         rtol = 1e-3 if M.dtype != torch.float64 else 1e-6
-        truth = _root(M, p, eps)
-        telling = [v for v in variants if close_to(truth, [v], rtol=rtol) is None]
-        return close_to(out, telling, rtol=rtol)
+        view = lambda X: X.double()                          # noqa: E731 - the whole matrix, or its range part
+        if case.group == RANK_DEFICIENT:
+            Qr, Qn, noise = _split(M)
+            if Qr.shape[1]:
+                view = lambda X: Qr.mT @ X.double() @ Qr     # noqa: E731 - the null-space part is only noise
+        truth = view(_root(M, p, eps))
+        # Rounding the result to M's dtype can blur its range part when the null-space part is huge.
+        blur = 10 * torch.finfo(M.dtype).eps * float(torch.linalg.matrix_norm(out.double()))
+        found = []
+        for message, full in outcomes:
+            alt = view(full)
+            if not bool(torch.isfinite(alt).all()):
+                continue
+            gap = _relative(alt, truth)
+            tol = max(rtol, blur / max(float(torch.linalg.matrix_norm(alt)), 1e-300))
+            limit = min(tol if tol <= 0.1 else rtol, 0.3 * gap)     # a blur above 10 % leaves only exact matches
+            if gap > rtol and _relative(view(out), alt) <= limit:
+                found.append(message)
+        if found:
+            return " — or ".join(found)
+        if case.group == RANK_DEFICIENT and Qn.shape[1] and _relative(view(out), truth) <= rtol:
+            R = out.double()
+            null = torch.linalg.eigvalsh(0.5 * (Qn.mT @ R @ Qn + (Qn.mT @ R @ Qn).mT))
+            if float(null.max()) > eps ** (-1.0 / p) * (1 + rtol):
+                return ("on the null space the root exceeds eps^(-1/p): eigenvalues slightly below 0 were not floored "
+                        "— no eigenvalue floor? Clamp at 0, then add eps: (max(λ, 0) + eps)^(-1/p)")
+        return None

@@ -9,12 +9,14 @@ skips the transpose runs out of memory or time there, and :meth:`NewtonSchulz.ju
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .. import testing
 from ..matrix_functions import MUON_COEFFICIENTS, newton_schulz
 from .base import Case, CaseResult, Exercise
-from .generators import _gen, close_to
+from .generators import _gen
 
 TALL = (40_000, 8)
 CLASSICAL_CUBIC = (1.5, -0.5, 0.0)
@@ -42,12 +44,41 @@ def _spread(m, n, dtype, seed, cond=100.0):
     return (((U * sigma) @ V.T).to(dtype),)
 
 
+def _polar(G):
+    """The exact polar factor U Vᵀ of G = U S Vᵀ (what the iteration approximates), in float64."""
+    U, _, Vh = torch.linalg.svd(G.double(), full_matrices=False)
+    return U @ Vh
+
+
+def _diverged(X) -> bool:
+    """Not finite, or far larger than any X the iteration reaches from a normalized start (‖X‖₂ ≲ 1.2)."""
+    X = X.detach().double()
+    if not bool(torch.isfinite(X).all()):
+        return True
+    size = float(torch.linalg.matrix_norm(X))
+    return not math.isfinite(size) or size > 100 * math.sqrt(max(min(X.shape), 1))
+
+
+def _same(out, alt, rtol) -> bool:
+    """``out`` equals ``alt`` to ``rtol`` (relative), compared after scaling so that huge values cannot overflow."""
+    if alt.shape != out.shape:
+        return False
+    a, b = out.detach().double(), alt.detach().double()
+    if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(b).all())):
+        return False
+    if not a.numel():
+        return True
+    scale = max(float(a.abs().max()), float(b.abs().max()), 1e-300)
+    a, b = a / scale, b / scale                          # entries in [−1, 1]: the norms cannot overflow
+    return float(torch.linalg.vector_norm(a - b)) <= rtol * float(torch.linalg.vector_norm(b))
+
+
 def _zero(m, n, dtype):
     return (torch.zeros(m, n, dtype=dtype),)
 
 
 def _general(G, steps=5, coefficients=MUON_COEFFICIENTS, eps=1e-7, norm="fro", gram="left",
-             transpose=True, back=True, order=(0, 1, 2), quintic=True):
+             transpose=True, back=True, order=(0, 1, 2), quintic=True, square="matrix"):
     """Newton–Schulz with one knob per typical mistake, in float64 (for the diagnosis)."""
     a, b, c = (float(coefficients[i]) for i in order)
     G = G.double()
@@ -61,7 +92,8 @@ def _general(G, steps=5, coefficients=MUON_COEFFICIENTS, eps=1e-7, norm="fro", g
         X = X / torch.linalg.matrix_norm(X)
     for _ in range(steps):
         A = X @ X.mT if gram == "left" else X.mT @ X
-        B = b * A + (c * A @ A if quintic else 0)
+        A2 = A @ A if square == "matrix" else A * A
+        B = b * A + (c * A2 if quintic else 0)
         X = a * X + B @ X
     return X.mT if (tall and transpose and back) else X
 
@@ -123,12 +155,18 @@ class NewtonSchulz(Exercise):
 
     def judge(self, case, args, out, args_after=None, error=None, calls=None):
         G = args[0]
-        if error is not None and G.shape[0] > G.shape[1] and any(
+        if error is not None and any(
                 k in error for k in ("can't allocate", "MemoryError", "DefaultCPUAllocator", "out of memory")):
             m, n = G.shape
-            return CaseResult(case, False, f"ran out of memory — the tall input was not transposed first: for a "
-                              f"{m}×{n} G, X Xᵀ is {m}×{m} ({m * m * G.element_size() / 1e9:.1f} GB); iterate on Gᵀ "
-                              f"({n}×{m}, Gram matrix {n}×{n}) and transpose the result back", "error")
+            big, small = max(m, n), min(m, n)
+            size = big * big * G.element_size() / 1e9
+            built = f"ran out of memory — a {big}×{big} Gram matrix ({size:.1f} GB) was built"
+            if m > n:
+                why = (f"the tall input was not transposed first: iterate on Gᵀ ({n}×{m}, Gram matrix {n}×{n}) and "
+                       "transpose the result back — or the Gram matrix is XᵀX where X Xᵀ belongs")
+            else:
+                why = f"the Gram matrix is XᵀX where X Xᵀ ({small}×{small}) belongs — or the wide G was transposed"
+            return CaseResult(case, False, f"{built}: {why}", "error")
         if error is not None and "cannot be multiplied" in error:
             return CaseResult(case, False, f"raised {error} — likely cause: the Gram matrix is XᵀX where X Xᵀ "
                               "belongs: with A = X Xᵀ the update is a·X + (b·A + c·A²) @ X (A on the left)", "error")
@@ -147,13 +185,9 @@ class NewtonSchulz(Exercise):
     def diagnose(self, case, args, out):
         G = args[0]
         steps, coefficients, eps = (list(args[1:]) + [5, MUON_COEFFICIENTS, 1e-7][len(args) - 1:])[:3]
-        if isinstance(out, torch.Tensor) and out.shape == G.shape and not bool(torch.isfinite(out).all()):
-            if not bool(torch.any(G != 0)):
-                return "G = 0 gives 0/0: add eps to the norm, X₀ = G / (‖G‖_F + eps)"
-            return ("the iteration diverged: singular values above about 1.2 grow without bound — normalize first, "
-                    "X₀ = G / (‖G‖_F + eps), so that every singular value lies in [0, 1]")
-        if max(G.shape) > 5000:
-            return None                                      # the variants would build a huge Gram matrix
+        if isinstance(out, torch.Tensor) and out.dtype != G.dtype:
+            return (f"X is {out.dtype} for G in {G.dtype}: compute in G's dtype (no .double()), or convert back with "
+                    ".to(G.dtype)")
         kw = dict(steps=steps, coefficients=coefficients, eps=eps)
         variants = [
             ("normalized by the spectral norm ‖G‖₂; Newton–Schulz starts from the Frobenius norm, "
@@ -175,8 +209,32 @@ class NewtonSchulz(Exercise):
             ("eps is missing from the normalization: X₀ = G / (‖G‖_F + eps)",
              lambda: _general(G, **kw, norm="fro-no-eps")),
             ("the eps argument is ignored (1e-7 hard-coded)", lambda: _general(G, steps, coefficients, 1e-7)),
+            ("(X Xᵀ)² was computed elementwise (A**2 or A * A): the quintic term needs the matrix product A @ A",
+             lambda: _general(G, **kw, square="elementwise")),
+            ("returned the exact polar factor U Vᵀ (from an SVD): the exercise asks for `steps` Newton–Schulz "
+             "iterations, whose singular values only come near 1", lambda: _polar(G)),
         ]
+        if max(G.shape) > 5000:                              # XᵀX of a wide G would be huge: leave it out
+            variants = [v for v in variants if "XᵀX" not in v[0]]
+        if not isinstance(out, torch.Tensor) or out.shape != G.shape:
+            return None
+        if not bool(torch.any(G != 0)) and not bool(torch.isfinite(out).all()):
+            return "G = 0 gives 0/0: add eps to the norm, X₀ = G / (‖G‖_F + eps)"
         rtol = 1e-3 if G.dtype != torch.float64 else 1e-6
         truth = _general(G, **kw)
-        telling = [v for v in variants if close_to(truth, [v], rtol=rtol) is None]
-        return close_to(out, telling, rtol=rtol)
+        outcomes = []
+        for message, make in variants:
+            try:
+                outcomes.append((message, make()))
+            except Exception:  # a variant that cannot run here tells nothing
+                continue
+        # Where one output fits several mistakes (no normalization where ‖G‖₂ = 1), name each.
+        found = [m for m, alt in outcomes if not _same(truth, alt, rtol) and _same(out, alt, rtol)]
+        if found:
+            return " — or ".join(found)
+        if _diverged(out):          # overflowed: every mistake that also diverges here is a candidate
+            diverging = [m for m, alt in outcomes if _diverged(alt)]
+            return ("the iteration diverged: singular values above about 1.2 grow without bound — "
+                    + (" — or ".join(diverging) if diverging else
+                       "normalize first, X₀ = G / (‖G‖_F + eps), so that every singular value lies in [0, 1]"))
+        return None
