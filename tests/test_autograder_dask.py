@@ -51,6 +51,22 @@ def client():
     cluster.close()
 
 
+def _patched_allclose_score() -> float:
+    """The score of that hostile submission's wrong answer (zeros where the skip rule fires), in process."""
+    import torch
+    from secondorder.exercises import get_exercise
+
+    def wrong(B, s, y, r=1e-8):
+        v = y - B @ s
+        vs = v @ s
+        if abs(vs) <= r * torch.linalg.vector_norm(s) * torch.linalg.vector_norm(v):
+            return 0 * B.clone()
+        return B + torch.outer(v, v) / vs
+
+    results = get_exercise("sr1_update").run_in_process(wrong, hidden=True).results
+    return round(6 * sum(r.passed for r in results) / len(results), 2)
+
+
 @pytest.fixture(scope="module")
 def local_csv(batch):
     root, course, subs = batch
@@ -68,7 +84,7 @@ def test_same_grades_as_local(batch, client, local_csv):
            executor=DaskExecutor(client=client)).grade(subs)
     print(f"dask backend (LocalCluster, 2 workers): {time.perf_counter() - t0:.1f} s")
     assert (root / "dask" / "grades.csv").read_text() == local_csv
-    assert "\npatched-allclose,00_mini,test_sr1_update,4.29,6,tampered," in local_csv
+    assert f"\npatched-allclose,00_mini,test_sr1_update,{_patched_allclose_score()},6,tampered," in local_csv
     # The executed notebook came back from the worker: the feedback shows the student's own output.
     html = (root / "dask" / "feedback" / "honest" / "00_mini" / "00_mini.html").read_text()
     assert "tensor([[" in html and "hidden=True" not in html

@@ -573,3 +573,20 @@ def test_cg_rejects_bad_input():
         cg(3, b)
     with pytest.raises(ValueError, match="curvature"):
         hessian_free_step(nn.Linear(2, 2), "mse", (torch.zeros(1, 2), torch.zeros(1, 2)), curvature="fisher")
+
+
+def test_graded_hvp_must_come_back_detached_other_results_are_detached_for_them():
+    from secondorder.exercises import get_exercise
+
+    def attached(f, x, v):                      # create_graph=True left in the second pass
+        z = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(f(z), z, create_graph=True)
+        return torch.autograd.grad((g * v).sum(), z, create_graph=True)[0]
+
+    failed = [r for r in get_exercise("hvp").run_in_process(attached).results if not r.passed]
+    assert sum("still requires grad" in r.message for r in failed) >= 3     # (linear f fails on its own)
+    assert all(r.passed for r in get_exercise("hvp").run_in_process(hvp).results)
+
+    def with_grad(B, s, y, r=1e-8):               # a result that requires grad, where nothing asks otherwise
+        return so.sr1_update(B, s, y, r).requires_grad_(True)
+    assert all(r.passed for r in get_exercise("sr1_update").run_in_process(with_grad).results)

@@ -191,6 +191,9 @@ class Exercise:
     name: str = ""
     reference: Callable = None
     arg_names: tuple[str, ...] = ()
+    #: True when the statement asks for a result detached from the autograd graph: a tensor that still
+    #: requires grad then fails. Otherwise such a result is detached before it is compared.
+    returns_detached: bool = False
 
     def cases(self) -> list[Case]:
         """The catalogue, visible cases first."""
@@ -247,6 +250,12 @@ class Exercise:
                 if not args_equal(before, after):
                     return CaseResult(case, False, f"the input {name} was modified in place; work on a "
                                       f"copy (e.g. {name}.clone()) or build a new tensor", "failed")
+        if isinstance(out, torch.Tensor) and out.requires_grad:
+            if self.returns_detached:
+                return CaseResult(case, False, "the result still requires grad: it is attached to the autograd "
+                                  "graph, which stays in memory as long as the result lives; return it detached "
+                                  "(… .detach(), or no create_graph=True in the last backward pass)", "failed")
+            out = out.detach()
         try:
             self.compare(case, args, out, self.expected(args))
             self.check_calls(case, args, calls)

@@ -114,6 +114,7 @@ class HVP(Exercise):
     name = "hvp"
     reference = staticmethod(hvp)
     arg_names = ("f", "x", "v")
+    returns_detached = True
 
     def cases(self):
         f64, f32 = torch.float64, torch.float32
