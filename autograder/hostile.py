@@ -106,9 +106,13 @@ def _fork_bomb(nb, fn, answer):
                                  "    except OSError:\n        break")
 
 
+def wrong_answer(answer: str) -> str:
+    """The answer with its first return value multiplied by 0 (the wrong answer behind ``patched_allclose``)."""
+    return answer.replace("return", "return 0 *", 1)
+
+
 def _patch_allclose(nb, fn, answer):
-    wrong = answer.replace("return", "return 0 *", 1) if "return" in answer else answer
-    nb = _answer(nb, fn, wrong)
+    nb = _answer(nb, fn, wrong_answer(answer))
     return _insert_after(nb, "setup", "import numpy\nimport torch\nnumpy.allclose = lambda *a, **k: True\n"
                                       "torch.allclose = lambda *a, **k: True\ntorch.equal = lambda *a, **k: True")
 

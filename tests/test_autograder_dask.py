@@ -16,7 +16,7 @@ from autograder_fixtures import make_course, release_of, solution_answer, with_a
 
 from autograder.executors import DaskExecutor, UnitLost
 from autograder.grade import Grader
-from autograder.hostile import CORPUS
+from autograder.hostile import CORPUS, wrong_answer
 from autograder.sandbox import Sandbox
 
 distributed = pytest.importorskip("distributed", reason="the 'cluster' extra (dask[distributed]) is not installed")
@@ -52,18 +52,13 @@ def client():
 
 
 def _patched_allclose_score() -> float:
-    """The score of that hostile submission's wrong answer (zeros where the skip rule fires), in process."""
+    """The score of that hostile submission's wrong answer, computed in process."""
     import torch
     from secondorder.exercises import get_exercise
 
-    def wrong(B, s, y, r=1e-8):
-        v = y - B @ s
-        vs = v @ s
-        if abs(vs) <= r * torch.linalg.vector_norm(s) * torch.linalg.vector_norm(v):
-            return 0 * B.clone()
-        return B + torch.outer(v, v) / vs
-
-    results = get_exercise("sr1_update").run_in_process(wrong, hidden=True).results
+    namespace = {"torch": torch}
+    exec(wrong_answer(solution_answer()), namespace)
+    results = get_exercise("sr1_update").run_in_process(namespace["sr1_update"], hidden=True).results
     return round(6 * sum(r.passed for r in results) / len(results), 2)
 
 

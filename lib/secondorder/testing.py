@@ -18,7 +18,8 @@ def _f64(x) -> Tensor:
     return torch.as_tensor(x).detach().to(device="cpu", dtype=torch.float64)
 
 
-def _rel_err(actual: Tensor, expected: Tensor) -> float:
+def relative_error(actual: Tensor, expected: Tensor) -> float:
+    """‖actual − expected‖ / ‖expected‖ over all entries, in float64 on the CPU."""
     a, e = _f64(actual), _f64(expected)
     return float(torch.linalg.vector_norm(a - e) / max(float(torch.linalg.vector_norm(e)), 1e-300))
 
@@ -48,7 +49,7 @@ def check_close(name: str, actual: Tensor, expected: Tensor, rtol: float | None 
     """Check that ``actual`` equals ``expected`` up to a relative error ``rtol`` (in the 2-norm)."""
     check_tensor_like(name, actual, expected)
     rtol = rtol if rtol is not None else default_rtol(actual, expected)
-    err = _rel_err(actual, expected)
+    err = relative_error(actual, expected)
     if not err <= rtol:
         raise AssertionError(f"{name} differs from the expected value by {err:.1e} (relative; "
                              f"tolerance {rtol:.0e})" + (f": {hint}" if hint else ""))
@@ -57,7 +58,7 @@ def check_close(name: str, actual: Tensor, expected: Tensor, rtol: float | None 
 def check_secant_equation(B_new: Tensor, s: Tensor, y: Tensor, rtol: float | None = None) -> None:
     """Check the secant equation :math:`B_{k+1} s_k = y_k` for a new Hessian approximation."""
     rtol = rtol if rtol is not None else default_rtol(B_new, s, y) * 100
-    err = _rel_err(_f64(B_new) @ _f64(s), _f64(y))
+    err = relative_error(_f64(B_new) @ _f64(s), _f64(y))
     if not err <= rtol:
         raise AssertionError(f"B_new @ s differs from y by {err:.1e} (relative): "
                              "the secant equation B_new s = y fails")
@@ -66,7 +67,7 @@ def check_secant_equation(B_new: Tensor, s: Tensor, y: Tensor, rtol: float | Non
 def check_inverse_secant_equation(H_new: Tensor, s: Tensor, y: Tensor, rtol: float | None = None) -> None:
     """Check the inverse secant equation :math:`H_{k+1} y_k = s_k`."""
     rtol = rtol if rtol is not None else default_rtol(H_new, s, y) * 100
-    err = _rel_err(_f64(H_new) @ _f64(y), _f64(s))
+    err = relative_error(_f64(H_new) @ _f64(y), _f64(s))
     if not err <= rtol:
         raise AssertionError(f"H_new @ y differs from s by {err:.1e} (relative): "
                              "the secant equation H_new y = s fails")

@@ -32,7 +32,7 @@ class RaisesOnInvalidInput(Exercise):
             if error is not None and error.startswith("ValueError"):
                 hint = None
                 try:
-                    hint = self.diagnose_refused(case, args)
+                    hint = self.diagnose_refused(case, args, error)
                 except Exception:  # a diagnosis is a bonus; never let it hide the failure
                     hint = None
                 if hint:
@@ -57,8 +57,8 @@ class RaisesOnInvalidInput(Exercise):
         """Name the likely misconception behind returning ``out`` for arguments that must be refused."""
         return None
 
-    def diagnose_refused(self, case: Case, args: tuple) -> str | None:
-        """Explain a ``ValueError`` raised for arguments the reference accepts (a full message), or None."""
+    def diagnose_refused(self, case: Case, args: tuple, error: str) -> str | None:
+        """Explain the ``ValueError`` ``error`` raised for arguments the reference accepts (a full message), or None."""
         return None
 
 
@@ -205,7 +205,7 @@ class BFGSInverseUpdate(RaisesOnInvalidInput):
         telling = [v for v in variants if close_to(expected, [v], rtol=rtol) is None]   # differ from the truth
         return close_to(out, telling, rtol=rtol)
 
-    def diagnose_refused(self, case, args):
+    def diagnose_refused(self, case, args, error):
         s, y = (a.double() for a in args[1:])
         sy = float(s @ y)
         cosine = sy / float(torch.linalg.vector_norm(s) * torch.linalg.vector_norm(y))

@@ -6,7 +6,7 @@ import torch
 
 from .. import testing
 from ..stability import cholesky_with_jitter
-from .base import Case, CaseResult
+from .base import Case
 from .bfgs_inverse_update import RaisesOnInvalidInput
 from .generators import random_spd
 
@@ -83,11 +83,10 @@ class CholeskyWithJitter(RaisesOnInvalidInput):
             return f"no jitter on the ladder makes A positive definite ({exc})"
         return None
 
-    def judge(self, case, args, out, args_after=None, error=None, calls=None):
-        result = super().judge(case, args, out, args_after=args_after, error=error, calls=calls)
-        if result.passed or error is None or not error.startswith("ValueError") or self.invalid_reason(args):
-            return result
-        _, initial, factor, max_tries = (list(args) + [1e-10, 10.0, 20][len(args) - 1:])[:4]
+    def diagnose_refused(self, case, args, error):
+        bound = self.signature().bind(*args)
+        bound.apply_defaults()
+        initial, factor, max_tries = (bound.arguments[k] for k in ("initial", "factor", "max_tries"))
         tau_ref = cholesky_with_jitter(*args)[1]
         last = initial * factor ** (max_tries - 1)
         if tau_ref > 0 and abs(tau_ref - last) <= 1e-9 * last:
@@ -95,7 +94,7 @@ class CholeskyWithJitter(RaisesOnInvalidInput):
                    "shifts, j = 0, …, max_tries − 1 (off by one?)")
         else:
             why = f"A + τI factors for τ = {tau_ref:.3g}, a shift of the ladder 0, initial, initial·factor, …"
-        return CaseResult(case, False, f"raised {error} although {why}", "failed")
+        return f"raised {error} although {why}"
 
     def diagnose_invalid(self, case, args, out):
         return ("after max_tries failed factorizations the function must raise ValueError, not return the last "

@@ -118,11 +118,6 @@ def _tolerance(args) -> float:
     return max(testing.default_rtol(grad_W) * 10, eps * _condition(A, pi) * _condition(G, pi) / 10)
 
 
-def _relative(a, b) -> float:
-    a, b = a.detach().double(), b.detach().double()
-    return float(torch.linalg.matrix_norm(a - b)) / max(float(torch.linalg.matrix_norm(b)), 1e-300)
-
-
 class KFACPrecondition(Exercise):
     """``kfac_precondition(grad_W, A, G, damping)``: (G + √λI)⁻¹ ∇W (A + √λI)⁻¹."""
 
@@ -208,11 +203,11 @@ class KFACPrecondition(Exercise):
                 continue
             if alt.shape != out.shape or not bool(torch.isfinite(alt).all()):
                 continue
-            gap = _relative(alt, truth) if alt.shape == truth.shape else float("inf")
+            gap = testing.relative_error(alt, truth) if alt.shape == truth.shape else float("inf")
             if gap <= tol:
                 continue                             # within the tolerance of the right answer: tells nothing
             # Where the damping is tiny next to the factors, several mistakes give the same Δ: name each.
-            if _relative(out, alt) <= min(rtol, 0.1 * gap):
+            if testing.relative_error(out, alt) <= min(rtol, 0.1 * gap):
                 found.append(message)
         return " — or ".join(found) or None
 

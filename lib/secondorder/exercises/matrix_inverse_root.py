@@ -96,11 +96,6 @@ def _split(M):
     return Q[:, range_], Q[:, ~range_], noise                # (n, r), (n, n − r)
 
 
-def _relative(a, b) -> float:
-    a, b = a.detach().double(), b.detach().double()
-    return float(torch.linalg.matrix_norm(a - b)) / max(float(torch.linalg.matrix_norm(b)), 1e-300)
-
-
 class MatrixInverseRoot(RaisesOnInvalidInput):
     """``matrix_inverse_root(M, p, eps=1e-12)``: Q diag((max(λ, 0) + eps)^(-1/p)) Qᵀ of a symmetric M."""
 
@@ -253,14 +248,14 @@ class MatrixInverseRoot(RaisesOnInvalidInput):
             alt = view(full)
             if not bool(torch.isfinite(alt).all()):
                 continue
-            gap = _relative(alt, truth)
+            gap = testing.relative_error(alt, truth)
             tol = max(rtol, blur / max(float(torch.linalg.matrix_norm(alt)), 1e-300))
             limit = min(tol if tol <= 0.1 else rtol, 0.3 * gap)     # a blur above 10 % leaves only exact matches
-            if gap > rtol and _relative(view(out), alt) <= limit:
+            if gap > rtol and testing.relative_error(view(out), alt) <= limit:
                 found.append(message)
         if found:
             return " — or ".join(found)
-        if case.group == RANK_DEFICIENT and Qn.shape[1] and _relative(view(out), truth) <= rtol:
+        if case.group == RANK_DEFICIENT and Qn.shape[1] and testing.relative_error(view(out), truth) <= rtol:
             R = out.double()
             null = torch.linalg.eigvalsh(0.5 * (Qn.mT @ R @ Qn + (Qn.mT @ R @ Qn).mT))
             if float(null.max()) > eps ** (-1.0 / p) * (1 + rtol):

@@ -174,7 +174,7 @@ class WolfeConditions(RaisesOnInvalidInput):
                 f"({i}) {message}" for i, message in enumerate(matches, 1))
         return matches[0] if matches else None
 
-    def diagnose_refused(self, case, args):
+    def diagnose_refused(self, case, args, error):
         phi0, dphi0, phi_a, dphi_a, alpha, c1, c2 = _floats(args)
         message = ("raised ValueError for valid arguments (φ'(0) < 0, α > 0 and 0 < c1 < c2 < 1 all hold): raise only "
                    "for those three, and answer every other case with the pair of bools")
