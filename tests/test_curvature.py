@@ -160,6 +160,91 @@ def test_hessian_and_ggn_operators_match_dense_oracles(device, kind, loss_name):
     testing.check_positive_definite("GGN + 1e-8 I", dense + 1e-8 * torch.eye(dense.shape[0]).to(dense))
 
 
+class CountingForward:
+    """Counts the model's forward passes through a hook."""
+
+    def __init__(self, model):
+        self.count = 0
+        model.register_forward_hook(self._hook)
+
+    def _hook(self, module, inputs, output):
+        self.count += 1
+
+
+def test_hessian_operator_keeps_its_graph_while_the_point_is_unchanged(device):
+    model, loss_fn, batch = make_case("mlp", "ce_mean", device)
+    H = HessianOperator(model, loss_fn, batch)
+    forwards = CountingForward(model)
+    V = random_block(H.shape[0], 3, batch[0])  # (n, 3)
+    fresh = HessianOperator(model, loss_fn, batch, keep_graph=False)
+    products = [H @ V[:, 0], H @ V[:, 1], H @ V, H @ V[:, 0]]
+    assert forwards.count == 1, "one forward pass for every product at one point"
+    testing.check_close("H v (graph kept)", products[0], fresh @ V[:, 0], rtol=1e-12)
+    testing.check_close("H V (graph kept)", products[2], fresh @ V, rtol=1e-12)
+    assert torch.equal(products[0], products[3])
+    testing.check_close("H v", products[1].cpu(), oracle(model, loss_fn, batch, "hessian").cpu() @ V[:, 1].cpu())
+    counted = forwards.count
+    H.release()
+    H @ V[:, 0], H @ V[:, 1]
+    assert forwards.count == counted + 1, "release() frees the graph; the next product builds it again"
+    fresh @ V[:, 0], fresh @ V[:, 1]
+    assert forwards.count == counted + 3, "keep_graph=False builds the graph for every product"
+
+
+def _step(model, loss_fn, batch):
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    loss_fn(model(batch[0]), batch[1]).backward()
+    opt.step()
+    opt.zero_grad()
+
+
+def _reload(model, loss_fn, batch):
+    state = {k: v + 0.1 for k, v in model.state_dict().items()}
+    model.load_state_dict(state)
+
+
+def _edit_batch(model, loss_fn, batch):
+    batch[0].mul_(2.0)
+
+
+def _replace_data(model, loss_fn, batch):
+    model[0].weight.data = 2.0 * model[0].weight.data
+
+
+@pytest.mark.parametrize("change", [_step, _reload, _edit_batch, _replace_data])
+def test_hessian_operator_rebuilds_its_graph_after_the_point_changes(device, change):
+    model, loss_fn, batch = make_case("mlp", "ce_mean", device)
+    batch = tuple(t.clone() for t in batch)
+    H = HessianOperator(model, loss_fn, batch)
+    v = random_block(H.shape[0], 1, batch[0])[:, 0]
+    before = H @ v
+    change(model, loss_fn, batch)
+    after = H @ v
+    expected = oracle(model, loss_fn, batch, "hessian").cpu() @ v.cpu()
+    testing.check_close(f"H v after {change.__name__.strip('_')}", after.cpu(), expected)
+    assert not torch.allclose(after, before), "the change must move the Hessian (else this test proves nothing)"
+
+
+def test_hessian_operator_follows_train_and_eval_mode(device):
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(16, 6, generator=gen, dtype=torch.float64).to(device)
+    y = torch.randint(0, 3, (16,), generator=gen).to(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Dropout(0.5), nn.Linear(8, 3))
+    model = model.double().to(device)
+    H = HessianOperator(model, nn.CrossEntropyLoss(), (X, y))
+    v = random_block(H.shape[0], 1, X)[:, 0]
+    train_products = [H @ v, H @ v]
+    # One dropout draw for all products at a point: the operator stays one fixed matrix.
+    assert torch.equal(*train_products)
+    model.eval()
+    evaluated = H @ v
+    expected = HessianOperator(model, nn.CrossEntropyLoss(), (X, y), keep_graph=False) @ v
+    testing.check_close("H v in eval mode", evaluated, expected, rtol=1e-12)
+    assert not torch.allclose(evaluated, train_products[0])
+
+
 @pytest.mark.parametrize("kind,loss_name", [("mlp", "ce_mean"), ("softmax", "ce_sum")])
 def test_exact_fisher_equals_expectation_over_labels_and_ggn(device, kind, loss_name):
     model, loss_fn, batch = make_case(kind, loss_name, device)

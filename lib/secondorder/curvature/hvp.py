@@ -17,9 +17,14 @@ Three ways to compute the same product, behind one interface
     two gradient evaluations, error :math:`O(h^2)` plus rounding :math:`O(u/h)` (see
     :func:`finite_difference_step`). Approximate.
 
-Each costs a small multiple of one gradient (about 2.3 to 2.8 for double backward, 3 to 3.3 for
-forward-over-reverse, 2 to 2.3 for finite differences on ~1M-parameter MLPs; ``python -m bench.hvp``
-measures it). None builds the :math:`n \times n` Hessian: memory stays :math:`O(n)` plus the graph.
+Each costs a small multiple of one gradient: on ~1M-parameter MLPs about 2.3 to 2.8 for double
+backward (the matrix-product work alone is 2.3 to 2.8 gradients there), 3 to 3.3 for
+forward-over-reverse and 2 to 2.3 for finite differences on a CPU; 2.5 to 4, 5.3 to 7.2 and 3 to 5
+on an H200, where products this small are bound by kernel launches (``python -m bench.hvp``
+measures it). Many products at one point need the gradient's graph only once: :func:`hvp_at`, and
+:class:`~secondorder.curvature.HessianOperator` by default, keep it, and each further product is
+one backward pass (1.3 to 1.8 gradients on the CPU, 1.5 to 2.3 on the H200). None builds the
+:math:`n \times n` Hessian: memory stays :math:`O(n)` plus the graph.
 
 References
 ----------
@@ -60,6 +65,35 @@ def _norm(xs: Sequence[Tensor]) -> Tensor:
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(x) for x in xs]))
 
 
+def gradient_graph(loss: Callable[[], Tensor], leaves: Sequence[Tensor]) -> tuple[Tensors, list[int]]:
+    r"""The gradient :math:`\nabla L` of ``loss()`` in ``leaves``, with its graph (``create_graph``).
+
+    Returns the gradient blocks and the indices of the "live" ones: a block that is ``None`` or does
+    not depend on the leaves (:math:`L` at most linear in that block) adds nothing to
+    :math:`\nabla^2 L\, v` and is left out of the second backward pass.
+    """
+    with torch.enable_grad():
+        grads = torch.autograd.grad(_scalar(loss()), leaves, create_graph=True, allow_unused=True)
+    return grads, [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
+
+
+def backward_through(grads: Tensors, live: Sequence[int], leaves: Sequence[Tensor], vs: Sequence[Tensor],
+                     batched: bool = False, retain_graph: bool = False) -> Tensors:
+    r""":math:`\nabla^2 L\, v = \nabla_x (\nabla L^\top v)`: one backward pass through the gradient's graph.
+
+    ``grads, live`` come from :func:`gradient_graph`; ``vs`` is shaped like ``leaves``, or
+    ``(k, *leaf.shape)`` with ``batched=True`` (``is_grads_batched``: one pass for ``k`` stacked
+    directions, by vmap). ``retain_graph`` keeps the graph for further products. The results carry
+    no graph (no ``create_graph``), so no detach or copy is needed.
+    """
+    if not live:
+        return tuple(torch.zeros_like(v) for v in vs)
+    with torch.enable_grad():
+        hv = torch.autograd.grad([grads[i] for i in live], leaves, grad_outputs=[vs[i] for i in live],
+                                 retain_graph=retain_graph, allow_unused=True, is_grads_batched=batched)
+    return tuple(torch.zeros_like(v) if h is None else h for h, v in zip(hv, vs))
+
+
 def double_backward_at(loss: Callable[[], Tensor], leaves: Sequence[Tensor], vs: Sequence[Tensor],
                        batched: bool = False) -> Tensors:
     r""":math:`\nabla^2 L\, v` by double backward, in tensors ``leaves`` that already require grad.
@@ -69,17 +103,8 @@ def double_backward_at(loss: Callable[[], Tensor], leaves: Sequence[Tensor], vs:
     ``(k, *leaf.shape)`` with ``batched=True``. No ``.grad`` field is touched. Returns a tuple shaped
     like ``vs``, not attached to any graph. No argument checks.
     """
-    with torch.enable_grad():
-        grads = torch.autograd.grad(_scalar(loss()), leaves, create_graph=True, allow_unused=True)
-        # A gradient that is None or does not depend on x (f linear in that block) adds nothing to Hv.
-        live = [(g, v) for g, v in zip(grads, vs) if g is not None and g.requires_grad]
-        if not live:
-            return tuple(torch.zeros_like(v) for v in vs)
-        # is_grads_batched runs the second backward pass once for k stacked directions (vmap).
-        hv = torch.autograd.grad([g for g, _ in live], leaves, grad_outputs=[v for _, v in live],
-                                 allow_unused=True, is_grads_batched=batched)
-    # Without create_graph the results carry no graph: no detach (or copy) needed.
-    return tuple(torch.zeros_like(v) if h is None else h for h, v in zip(hv, vs))
+    grads, live = gradient_graph(loss, leaves)
+    return backward_through(grads, live, leaves, vs, batched)
 
 
 def hvp_at(loss: Callable[[], Tensor], leaves: Sequence[Tensor]) -> Callable[[Tensor], Tensor]:
@@ -97,22 +122,16 @@ def hvp_at(loss: Callable[[], Tensor], leaves: Sequence[Tensor]) -> Callable[[Te
     touched.
     """
     leaves = list(leaves)
-    with torch.enable_grad():
-        grads = torch.autograd.grad(_scalar(loss()), leaves, create_graph=True, allow_unused=True)
-    # Gradient blocks that do not depend on the leaves (linear terms, unused leaves) add nothing to Hv.
-    live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
+    grads, live = gradient_graph(loss, leaves)
     sizes = [x.numel() for x in leaves]
     n = sum(sizes)
 
     def product(v: Tensor) -> Tensor:  # (n,) -> (n,)
         if v.shape != (n,):
             raise ValueError(f"v must have shape ({n},), the total size of the leaves, got {tuple(v.shape)}")
-        if not live:                                   # L is at most linear in the leaves
-            return torch.zeros_like(v)
         chunks = [c.view_as(x) for c, x in zip(v.split(sizes), leaves)]
-        hv = torch.autograd.grad([grads[i] for i in live], leaves, grad_outputs=[chunks[i] for i in live],
-                                 retain_graph=True, allow_unused=True)
-        return torch.cat([(torch.zeros_like(x) if h is None else h).reshape(-1) for x, h in zip(leaves, hv)])
+        hv = backward_through(grads, live, leaves, chunks, retain_graph=True)
+        return torch.cat([h.reshape(-1) for h in hv])  # (n,)
 
     return product
 

@@ -51,7 +51,7 @@ from torch.func import functional_call, grad, grad_and_value, jvp, vjp, vmap
 
 from .._validation import check_tensor
 from ..problems.base import MAX_DENSE_HESSIAN
-from .hvp import check_method, double_backward_at, hvp_tuple
+from .hvp import backward_through, check_method, double_backward_at, gradient_graph, hvp_tuple
 
 Tensors = tuple[Tensor, ...]
 
@@ -296,6 +296,9 @@ class CurvatureOperator:
     def _matmat(self, V: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def _matvec(self, v: Tensor) -> Tensor:
+        return self._matmat(v[:, None])[:, 0]  # (n,)
+
     def matvec(self, v: Tensor) -> Tensor:
         """Apply the matrix to ``v`` of shape ``(n,)`` or ``(n, k)``; same shape out.
 
@@ -309,9 +312,7 @@ class CurvatureOperator:
         n = self.shape[0]
         if v.ndim not in (1, 2) or v.shape[0] != n:
             raise ValueError(f"v must have shape ({n},) or ({n}, k), got {tuple(v.shape)}")
-        if v.ndim == 1:
-            return self._matmat(v[:, None])[:, 0]  # (n,)
-        return self._matmat(v)  # (n, k)
+        return self._matvec(v) if v.ndim == 1 else self._matmat(v)  # (n,) or (n, k)
 
     def __matmul__(self, v: Tensor) -> Tensor:
         if not isinstance(v, Tensor):
@@ -369,6 +370,18 @@ class HessianOperator(CurvatureOperator):
     over the columns of an ``(n, k)`` input with ``vmap``. Indefinite in general.
     ``loss_fn`` may be any ``fn(output, targets) -> scalar``.
 
+    With ``method="double_backward"`` and ``keep_graph=True`` (the defaults) the operator keeps the
+    graph of :math:`\nabla L` between products while the point is unchanged, so every product after
+    the first is one backward pass (1.3–1.9 gradients on ~1M-parameter MLPs instead of 2.3–3.5, as
+    :func:`~secondorder.curvature.hvp_at`): conjugate gradients, power iteration and Lanczos run about
+    a third faster. "Unchanged" means the same storage and version counter for every parameter, the
+    batch and the model's buffers (an optimizer step, ``load_state_dict`` or an in-place edit bumps
+    them) and the same ``train()``/``eval()`` mode of every submodule; any change rebuilds the graph
+    at the next product. The price is the memory of that graph (the activations of one forward and
+    backward pass) for as long as the operator lives; :meth:`release` frees it now. A model whose
+    output is random (dropout in training mode) keeps one draw for all products at a point, which
+    makes the operator one fixed matrix.
+
     Parameters
     ----------
     model, loss_fn, batch, params
@@ -377,18 +390,34 @@ class HessianOperator(CurvatureOperator):
         How each product is computed.
     eps : float, optional
         Finite-difference step (``method="finite_difference"`` only).
+    keep_graph : bool
+        Keep the gradient's graph between products (``double_backward`` only; default True).
     """
 
     _structured = False
 
     def __init__(self, model, loss_fn, batch, params=None, method: str = "double_backward",
-                 eps: float | None = None):
+                 eps: float | None = None, keep_graph: bool = True):
         super().__init__(model, loss_fn, batch, params)
         self.eps = check_method(method, eps)
         self.method = method
+        self.keep_graph = bool(keep_graph)
+        self._graph = None  # (point, gradient blocks, live indices) while the point is unchanged
+        self._modules = list(model.modules())  # the structure is fixed here, as the parameters are
 
     def _direct_loss(self) -> Tensor:
         return self.loss(self.model(self.inputs), self.targets)
+
+    def _point(self) -> tuple:
+        """What the kept graph depends on: storage and version of every tensor read, and the modes."""
+        tensors = [t for m in self._modules for t in (*m._parameters.values(), *m._buffers.values())
+                   if t is not None]
+        tensors += [self.inputs, self.targets]
+        return tuple([(t.data_ptr(), t._version) for t in tensors]), tuple([m.training for m in self._modules])
+
+    def release(self) -> None:
+        """Free the kept gradient graph (the next product builds it again)."""
+        self._graph = None
 
     def _apply(self, vs: Sequence[Tensor], batched: bool = False) -> Tensors:
         """The product on tensors shaped like :attr:`parameters` (``(k, *p.shape)`` if ``batched``)."""
@@ -396,12 +425,22 @@ class HessianOperator(CurvatureOperator):
             # Differentiate in the model's own parameters, calling the model directly: the same
             # graph as functional_call on detached copies, without its per-call overhead.
             # autograd.grad leaves the .grad fields alone.
-            return double_backward_at(self._direct_loss, self.parameters, vs, batched)
+            if not self.keep_graph:
+                return double_backward_at(self._direct_loss, self.parameters, vs, batched)
+            point = self._point()
+            if self._graph is None or self._graph[0] != point:
+                self._graph = None  # free the old graph before building the new one
+                self._graph = (point, *gradient_graph(self._direct_loss, self.parameters))
+            _, grads, live = self._graph
+            return backward_through(grads, live, self.parameters, vs, batched, retain_graph=True)
         return hvp_tuple(self._loss, self._params(), tuple(vs), self.method, self.eps, batched)
 
+    def _matvec(self, v: Tensor) -> Tensor:
+        return self.flatten(self._apply(self.unflatten(v)))  # (n,), without vmap's overhead
+
     def _matmat(self, V: Tensor) -> Tensor:
-        if V.shape[1] == 1:  # a plain product, without vmap's overhead
-            return self.flatten(self._apply(self.unflatten(V[:, 0])))[:, None]  # (n, 1)
+        if V.shape[1] == 1:
+            return self._matvec(V[:, 0])[:, None]  # (n, 1)
         return self._join(self._apply(self._columns(V), batched=True))  # (n, k)
 
 

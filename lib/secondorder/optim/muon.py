@@ -165,10 +165,14 @@ class Muon(PerParameterOptimizer):
 
 
 def _muon_update(g: Tensor, state: dict, group: dict) -> Tensor:
-    """Advance the momentum buffer and return the orthogonalized update :math:`O_t` (g's dtype)."""
+    """Advance the momentum buffer and return the orthogonalized update :math:`O_t`.
+
+    :math:`O_t` stays in ``ns_dtype``: the in-place ``p.add_`` reads it in that dtype, which saves a
+    cast pass over the matrix.
+    """
     mu = group["momentum"]
     B = state["B"].lerp_(g, 1 - mu)                              # (m, n) = μB + (1-μ)G
     B_tilde = g.lerp(B, mu) if group["nesterov"] else B          # (m, n)
     dtype = group["ns_dtype"] or g.dtype
     O = _newton_schulz(B_tilde.to(dtype), group["ns_steps"], group["ns_coefficients"], group["eps"])
-    return O.to(g.dtype)                                         # (m, n)
+    return O                                                     # (m, n), ns_dtype
