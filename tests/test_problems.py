@@ -22,6 +22,7 @@ from secondorder.problems import (
     tiny_mlp,
     tiny_transformer,
 )
+from secondorder.sharpness import squared_loss_mlp
 from torch import nn
 
 devices = ["cpu"] + [pytest.param("cuda", marks=pytest.mark.gpu)] * torch.cuda.is_available()
@@ -465,6 +466,9 @@ def test_transformer_second_derivatives_in_float64():
     (g,) = torch.autograd.grad(problem.f(z), z, create_graph=True)
     (hvp,) = torch.autograd.grad(g @ v, z)
     torch.testing.assert_close(hvp, problem.hessian(x) @ v, rtol=1e-8, atol=1e-10)
+    # Central differences err by about h²‖v‖³·|f‴|/6 (‖v‖ ≈ 50 here) plus u‖g‖/h of rounding:
+    # h = 1e-6 keeps both far below the tolerance.
+    h = 1e-6
     fd = (problem.grad(x + h * v) - problem.grad(x - h * v)) / (2 * h)
     torch.testing.assert_close(hvp, fd, rtol=1e-5, atol=1e-7)
 
@@ -507,3 +511,30 @@ def test_transformer_trains_well_below_three_nats():
     train(problem, steps=300, lr=3e-3)
     assert problem.validation_loss().item() < 2.5
     assert problem.loss_at(None).item() < 2.3
+
+
+@pytest.mark.parametrize("make", [
+    lambda dtype: tiny_mlp(dtype=dtype),
+    lambda dtype: tiny_transformer(dtype=dtype),
+    lambda dtype: squared_loss_mlp(dtype=dtype),
+], ids=["tiny_mlp", "tiny_transformer", "squared_loss_mlp"])
+def test_start_point_ignores_default_dtype_and_generator_state(make):
+    """A float64 session (or one that drew random numbers before) starts where the notebooks do."""
+    reference = make(torch.float64).x0
+    default = torch.get_default_dtype()
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    try:
+        torch.set_default_dtype(torch.float64)
+        other = make(torch.float64).x0
+    finally:
+        torch.set_default_dtype(default)
+    assert torch.get_default_dtype() == default
+    assert torch.equal(torch.random.get_rng_state(), before), "the caller's generator must be left alone"
+    assert torch.equal(other, reference)
+
+
+@pytest.mark.parametrize("make", [tiny_mlp, tiny_transformer])
+def test_init_dtype_must_be_a_float_type(make):
+    with pytest.raises(ValueError, match="init_dtype"):
+        make(init_dtype=torch.int64)

@@ -10,10 +10,11 @@ agrees with what the machine does now. Regenerate the cache with::
     python -m secondorder.experiments            # all runs, writes the packaged JSON
     python -m secondorder.experiments --steps 50 --out /tmp/runs.json
 
-Every run starts from ``tiny_transformer(seed)`` and draws its minibatches from a CPU generator
-seeded with ``seed``, so the losses are a deterministic function of the configuration on one machine
-(float32 rounding may differ in the last digits between machines). The runs advance in lockstep (step
-:math:`k` of every run before step :math:`k+1` of any), so a busy machine slows all methods alike.
+Every run starts from ``tiny_transformer(seed, init_dtype=torch.float32)`` and draws its minibatches
+from a CPU generator seeded with ``seed``, so the losses are a deterministic function of the
+configuration on one machine (float32 rounding may differ in the last digits between machines).
+The runs advance in lockstep (step :math:`k` of every run before step :math:`k+1` of any), so a busy
+machine slows all methods alike.
 Times are wall-clock medians over the steps after the first, with ``threads`` intra-op threads:
 ``step_ms`` for a whole iteration (forward, backward, optimizer), ``opt_ms`` for ``optimizer.step()``
 alone.
@@ -116,12 +117,13 @@ def train_runs(configs, steps: int = STEPS, seed: int = 0, threads: int | None =
     previous = torch.get_num_threads(), torch.get_default_dtype()
     if threads is not None:
         torch.set_num_threads(threads)
-    # The initialization is drawn in the default dtype: fix it, so a caller's setting cannot change the runs.
+    # float32 throughout, whatever the caller's default dtype; the cached runs start from a float32 draw.
     torch.set_default_dtype(torch.float32)
     try:
         runs = []
         for method, lr in configs:
-            problem = tiny_transformer(seed=seed, batch_size=BATCH_SIZE, dtype=torch.float32, **MODEL)
+            problem = tiny_transformer(seed=seed, batch_size=BATCH_SIZE, dtype=torch.float32,
+                                       init_dtype=torch.float32, **MODEL)
             runs.append(dict(problem=problem, opt=make_optimizer(method, problem.model, lr), out=dict(
                 method=method, lr=lr, losses=[], val_steps=[], val_losses=[], n_params=problem.n),
                 step_s=[], opt_s=[]))

@@ -280,7 +280,7 @@ class _DampedBFGS(_Direction):
 
     def update(self, s, y, x_new, g_new):
         r = self.kernels.get("powell_damped_y", powell_damped_y)(self.B, s, y, self.options["damping_threshold"])
-        if not float(torch.dot(s, r)) > 0:                   # sᵀr = τ sᵀBs > 0 in exact arithmetic; rounding
+        if not float(torch.dot(s, r)) > 0:                   # sᵀr = ω sᵀBs > 0 in exact arithmetic; rounding
             return "skipped", math.nan                       # (float32, tiny steps) can still reach 0
         verdict = "accepted" if torch.equal(r, y) else "damped"
         self.B = self.kernels.get("bfgs_update", bfgs_update)(self.B, s, r)

@@ -152,12 +152,12 @@ def powell_damped_y(B: Tensor, s: Tensor, y: Tensor, threshold: float = 0.2) -> 
     .. math::
 
         \theta = \begin{cases}
-            1 & s^\top y \ge \tau\, s^\top B s, \\
-            \dfrac{(1 - \tau)\, s^\top B s}{s^\top B s - s^\top y} & \text{otherwise,}
+            1 & s^\top y \ge \omega\, s^\top B s, \\
+            \dfrac{(1 - \omega)\, s^\top B s}{s^\top B s - s^\top y} & \text{otherwise,}
         \end{cases}
         \qquad r = \theta\, y + (1 - \theta)\, B s ,
 
-    with :math:`\tau` = ``threshold``. Then :math:`s^\top r \ge \tau\, s^\top B s > 0` for positive
+    with :math:`\omega` = ``threshold``. Then :math:`s^\top r \ge \omega\, s^\top B s > 0` for positive
     definite ``B``, so a BFGS update with ``(s, r)`` in place of ``(s, y)`` keeps ``B`` positive
     definite even where the curvature condition fails (non-convex regions, noisy gradients).
 
@@ -167,7 +167,7 @@ def powell_damped_y(B: Tensor, s: Tensor, y: Tensor, threshold: float = 0.2) -> 
         Current Hessian approximation, symmetric positive definite.
     s, y : Tensor, shape (n,)
     threshold : float
-        :math:`\tau \in (0, 1)`; 0.2 in [NW]_.
+        :math:`\omega \in (0, 1)`; 0.2 in [NW]_.
 
     Returns
     -------
@@ -182,7 +182,7 @@ def powell_damped_y(B: Tensor, s: Tensor, y: Tensor, threshold: float = 0.2) -> 
     sBs = torch.dot(s, Bs)
     sy = torch.dot(s, y)
     damp = sy < threshold * sBs
-    # The denominator is positive whenever damping applies (sy < τ sBs < sBs for sBs > 0).
+    # The denominator is positive whenever damping applies (sy < ω sBs < sBs for sBs > 0).
     theta = torch.where(damp, (1 - threshold) * sBs / torch.where(damp, sBs - sy, torch.ones_like(sy)),
                         torch.ones_like(sy))
     return theta * y + (1 - theta) * Bs

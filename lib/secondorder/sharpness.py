@@ -36,7 +36,7 @@ from torch import Tensor
 from ._validation import check_positive, check_vector
 from .curvature.hvp import hvp_at
 from .matrix_functions import check_count
-from .problems.base import ModelProblem
+from .problems.base import ModelProblem, seeded_initialization
 from .problems.classification import load_digits
 from .problems.mlp import build_mlp
 from .spectral import power_iteration
@@ -249,14 +249,10 @@ def squared_loss_mlp(num_examples: int = 500, hidden: Sequence[int] = (32,), see
         raise ValueError(f"num_examples must be at most {X.shape[0]}, got {num_examples}")
     X, y = X[:num_examples] / 16.0, y[:num_examples]  # (m, 64), (m,)
     targets = F.one_hot(y, 10).to(dtype)  # (m, 10)
-    default = torch.get_default_dtype()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        torch.set_default_dtype(torch.float32)  # the same x0 whatever the caller's default dtype
-        try:
-            model = build_mlp((X.shape[1], *hidden, 10))
-        finally:
-            torch.set_default_dtype(default)
+    # The same x0 whatever the caller's default dtype: drawn in float32, the point section 05's
+    # edge-of-stability runs start from.
+    with seeded_initialization(seed, torch.float32):
+        model = build_mlp((X.shape[1], *hidden, 10))
     model = model.to(dtype=dtype, device=device)
     widths = "-".join(str(s) for s in (X.shape[1], *hidden, 10))
     return ModelProblem(name=f"squared_loss_mlp({widths}, m={num_examples})", model=model, loss=squared_loss,

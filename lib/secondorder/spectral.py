@@ -371,7 +371,7 @@ def smoothed_density(nodes: Tensor, weights: Tensor, grid: Tensor, sigma: float)
 
     .. math::
 
-        \phi_\sigma(t) = \frac1L \sum_{l=1}^{L} \sum_{j=1}^{m} \tau_j^{(l)}\,
+        \phi_\sigma(t) = \frac1L \sum_{l=1}^{L} \sum_{j=1}^{m} w_j^{(l)}\,
         \frac{1}{\sigma\sqrt{2\pi}} \exp\!\Bigl(-\frac{(t - \theta_j^{(l)})^2}{2\sigma^2}\Bigr),
 
     (3.1)–(3.2) of [GKX19]_. Each probe's weights sum to one, so :math:`\phi_\sigma` integrates to
@@ -380,7 +380,7 @@ def smoothed_density(nodes: Tensor, weights: Tensor, grid: Tensor, sigma: float)
     Parameters
     ----------
     nodes, weights : Tensor, shape (L, m)
-        Ritz values :math:`\theta_j^{(l)}` and weights :math:`\tau_j^{(l)}` per probe (one row each).
+        Ritz values :math:`\theta_j^{(l)}` and weights :math:`w_j^{(l)}` per probe (one row each).
     grid : Tensor, shape (G,)
         Where to evaluate the density.
     sigma : float
@@ -412,7 +412,7 @@ class SpectralDensity:
     nodes : Tensor, shape (L, m)
         Ritz values :math:`\theta_j^{(l)}` of probe :math:`l` (ascending in each row).
     weights : Tensor, shape (L, m)
-        :math:`\tau_j^{(l)} = (e_1^\top s_j^{(l)})^2`, each row summing to one. Rows of probes whose
+        :math:`w_j^{(l)} = (e_1^\top s_j^{(l)})^2`, each row summing to one. Rows of probes whose
         iteration stopped early are padded with weight zero.
     grid : Tensor or None, shape (G,)
         Where :attr:`density` was evaluated, if a grid was asked for.
@@ -431,7 +431,7 @@ class SpectralDensity:
     def quadrature(self, f: Callable[[Tensor], Tensor]) -> Tensor:
         r"""Per-probe estimates of :math:`\operatorname{tr} f(A) / n`, shape ``(L,)``.
 
-        Probe :math:`l` gives :math:`\sum_j \tau_j^{(l)} f(\theta_j^{(l)}) \approx v_l^\top f(A) v_l`,
+        Probe :math:`l` gives :math:`\sum_j w_j^{(l)} f(\theta_j^{(l)}) \approx v_l^\top f(A) v_l`,
         exact for polynomials of degree below :math:`2m`. Their mean is the SLQ estimate (Algorithm 1
         of [UCS17]_); their standard deviation over :math:`\sqrt L` is its standard error.
         """
@@ -456,8 +456,8 @@ def slq_density(matvec: Any, n: int, num_probes: int = 10, iters: int = 30,
 
     .. math::
 
-        v_l^\top f(A)\, v_l \approx \sum_{j=1}^{m} \tau_j^{(l)} f(\theta_j^{(l)}), \qquad
-        \tau_j^{(l)} = (e_1^\top s_j)^2,
+        v_l^\top f(A)\, v_l \approx \sum_{j=1}^{m} w_j^{(l)} f(\theta_j^{(l)}), \qquad
+        w_j^{(l)} = (e_1^\top s_j)^2,
 
     the :math:`m`-point Gauss quadrature of the measure :math:`\sum_i (q_i^\top v_l)^2
     \delta_{\lambda_i}` ([GVL]_ §10.1, Algorithm 1 of [UCS17]_); it is exact for polynomials of

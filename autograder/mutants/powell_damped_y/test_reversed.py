@@ -1,4 +1,4 @@
-"""The threshold test is reversed: damps when sᵀy ≥ τ sᵀBs."""
+"""The threshold test is reversed: damps when sᵀy ≥ ω sᵀBs."""
 EXPECT = "wrong way round"
 
 

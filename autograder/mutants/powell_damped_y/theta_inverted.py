@@ -1,4 +1,4 @@
-"""θ inverted: (sᵀBs − sᵀy) / ((1 − τ) sᵀBs) instead of its reciprocal."""
+"""θ inverted: (sᵀBs − sᵀy) / ((1 − ω) sᵀBs) instead of its reciprocal."""
 EXPECT = "θ is inverted"
 
 

@@ -42,3 +42,18 @@ def close_to(out, variants: Sequence[tuple[str, Callable[[], object]]], rtol: fl
                 float(torch.linalg.vector_norm(b)), 1e-30):
             return message
     return None
+
+
+def telling(truth, variants: Sequence[tuple[str, Callable[[], object]]],
+            rtol: float = 1e-5) -> list[tuple[str, Callable[[], object]]]:
+    """The variants whose output differs from the right answer ``truth``: only they can name a mistake.
+
+    On some inputs a wrong formula gives the right answer (a skip rule that does not fire, a factor
+    that is 1); matching an output against it would blame a correct submission.
+    """
+    return [variant for variant in variants if close_to(truth, [variant], rtol=rtol) is None]
+
+
+def matching(out, variants: Sequence[tuple[str, Callable[[], object]]], rtol: float = 1e-5) -> list[str]:
+    """The messages of every variant that ``out`` matches, in order: one output can fit several mistakes."""
+    return [message for message, make in variants if close_to(out, [(message, make)], rtol=rtol) is not None]

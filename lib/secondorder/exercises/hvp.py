@@ -26,7 +26,7 @@ import torch
 from .. import testing
 from ..curvature.hvp import hvp
 from .base import Case, Exercise, SourceFunction
-from .generators import close_to, random_vector
+from .generators import close_to, matching, random_vector, telling
 
 LARGE_N = 1_000_000
 RTOL = {torch.float64: 1e-12, torch.float32: 1e-4}
@@ -219,10 +219,9 @@ class HVP(Exercise):
             ("∇f(x)ᵀv was averaged (.mean()) instead of summed: the inner product is (g * v).sum(), so the result "
              f"came out divided by the {x.numel()} entries of x", lambda: exact / x.numel()),
         ]
-        telling = [(m, make) for m, make in variants if close_to(exact, [(m, make)], rtol=1e-6) is None]
         rtol = 1e-4 if x.dtype != torch.float64 else 1e-8
         # Where one output fits several mistakes (v = 0 makes ∇f(x) + Hv the gradient), name each.
-        found = [m for m, make in telling if close_to(out, [(m, make)], rtol=rtol) is not None]
+        found = matching(out, telling(exact, variants, 1e-6), rtol)
         if found:
             return " — or ".join(found)
         near_miss = ("the result is close to Hv but not exact to rounding: a finite-difference approximation of "

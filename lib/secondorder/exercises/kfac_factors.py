@@ -15,7 +15,7 @@ import torch
 from .. import testing
 from ..kfac import kfac_factors
 from .base import Case, Exercise
-from .generators import close_to
+from .generators import close_to, matching, telling
 
 
 def _batch(N, d_in, d_out, dtype, seed, bias=False, scale_a=1.0, scale_g=0.1):
@@ -140,9 +140,8 @@ class KFACFactors(Exercise):
         for name, M, x, ref, other in (("A", out[0], a, A_ref, G_ref), ("G", out[1], g, G_ref, A_ref)):
             if close_to(M, [("", lambda ref=ref: ref)], rtol=rtol) is not None:
                 continue                                     # this factor is right
-            telling = [v for v in _factor_variants(x, name, other) if close_to(ref, [v], rtol=rtol) is None]
             # Every variant that fits (at N = 2, dividing by N − 1 is the plain sum): name each.
-            found = tuple(kind for kind, make in telling if close_to(M, [(kind, make)], rtol=rtol) is not None)
+            found = tuple(matching(M, telling(ref, _factor_variants(x, name, other), rtol), rtol))
             if not found and isinstance(M, torch.Tensor) and M.shape != ref.shape:
                 found = ("per-example",) if M.shape == (x.shape[0], *ref.shape) else ("size",)
             if found:

@@ -7,7 +7,7 @@ import torch
 from .. import testing
 from ..quasi_newton import powell_damped_y
 from .base import Case, Exercise
-from .generators import close_to, random_spd, random_vector
+from .generators import close_to, random_spd, random_vector, telling
 
 
 def _pair(n, dtype, seed, ratio, cond_B=10.0, threshold=None):
@@ -26,7 +26,7 @@ def _negative(n, dtype, seed):
 
 
 def _boundary(dtype):
-    """sᵀy = τ sᵀBs exactly in binary arithmetic (τ = 0.25): θ = 1, r = y."""
+    """sᵀy = ω sᵀBs exactly in binary arithmetic (ω = 0.25): θ = 1, r = y."""
     B = 2.0 * torch.eye(4, dtype=dtype)
     s = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=dtype)
     y = torch.tensor([0.5, 1.0, -2.0, 0.25], dtype=dtype)
@@ -50,8 +50,8 @@ class PowellDampedY(Exercise):
         cases = [
             Case("undamped/n=3/float64", "undamped regime", lambda: _pair(3, f64, 0, 0.9)),
             Case("damped/sᵀy<0/n=4", "damped regime", lambda: _negative(4, f64, 1)),
-            Case("damped/0<sᵀy<τsᵀBs/n=5/float32", "damped regime", lambda: _pair(5, f32, 2, 0.05)),
-            Case("boundary/sᵀy=τsᵀBs", "threshold boundary", lambda: _boundary(f64)),
+            Case("damped/0<sᵀy<ωsᵀBs/n=5/float32", "damped regime", lambda: _pair(5, f32, 2, 0.05)),
+            Case("boundary/sᵀy=ωsᵀBs", "threshold boundary", lambda: _boundary(f64)),
             Case("threshold=0.5/damped", "threshold argument", lambda: _pair(6, f64, 45, 0.1, threshold=0.5)),
         ]
         for n in (1, 2, 10, 50):
@@ -98,24 +98,24 @@ class PowellDampedY(Exercise):
 
     def diagnose(self, case, args, out):
         B, s, y = (a.double() for a in args[:3])
-        tau = args[3] if len(args) > 3 else 0.2
+        omega = args[3] if len(args) > 3 else 0.2
         Bs = B @ s
         sBs, sy = s @ Bs, s @ y
-        damp = bool(sy < tau * sBs)
-        theta = (1 - tau) * sBs / (sBs - sy) if damp else torch.tensor(1.0, dtype=torch.float64)
-        theta_always = (1 - tau) * sBs / (sBs - sy)
+        damp = bool(sy < omega * sBs)
+        theta = (1 - omega) * sBs / (sBs - sy) if damp else torch.tensor(1.0, dtype=torch.float64)
+        theta_always = (1 - omega) * sBs / (sBs - sy)
 
         def mix(t, a, b):
             return t * a + (1 - t) * b
 
         hard_coded = powell_damped_y(B, s, y, 0.2)
-        ignored = (f"the threshold argument seems ignored (0.2 hard-coded?): with threshold = {tau:g}, damp when "
+        ignored = (f"the threshold argument seems ignored (0.2 hard-coded?): with threshold = {omega:g}, damp when "
                    "sᵀy < threshold · sᵀBs and use (1 − threshold) in θ"
                    + (" — or no damping is applied at all" if torch.equal(hard_coded, y) else ""))
         variants = [                  # the first that matches names the cause
             (ignored, lambda: hard_coded),
             ("θ is inverted: θ = (1 − threshold) sᵀBs / (sᵀBs − sᵀy), not its reciprocal",
-             lambda: mix((sBs - sy) / ((1 - tau) * sBs) if damp else 1.0, y, Bs)),
+             lambda: mix((sBs - sy) / ((1 - omega) * sBs) if damp else 1.0, y, Bs)),
             ("no damping is applied: when sᵀy < threshold · sᵀBs, r = θ y + (1 − θ) B s, not y "
              "(y used where B s belongs?)", lambda: y.clone()),
             ("the threshold test is the wrong way round: damp only when sᵀy < threshold · sᵀBs",
@@ -123,12 +123,11 @@ class PowellDampedY(Exercise):
             ("y and B s have swapped roles: r = θ y + (1 − θ) B s", lambda: mix(theta, Bs, y)),
             ("the term (1 − θ) B s is missing: r = θ y + (1 − θ) B s", lambda: theta * y),
             ("sᵀs was used where sᵀBs belongs (B = I is assumed)",
-             lambda: mix((1 - tau) * (s @ s) / (s @ s - sy) if bool(sy < tau * (s @ s)) else 1.0, y, Bs)),
+             lambda: mix((1 - omega) * (s @ s) / (s @ s - sy) if bool(sy < omega * (s @ s)) else 1.0, y, Bs)),
             ("the factor (1 − threshold) is missing from θ", lambda: mix(sBs / (sBs - sy) if damp else 1.0, y, Bs)),
             ("threshold was used where (1 − threshold) belongs in θ",
-             lambda: mix(tau * sBs / (sBs - sy) if damp else 1.0, y, Bs)),
+             lambda: mix(omega * sBs / (sBs - sy) if damp else 1.0, y, Bs)),
         ]
         rtol = 1e-3 if args[0].dtype != torch.float64 else 1e-6
-        expected = powell_damped_y(B, s, y, tau)
-        telling = [v for v in variants if close_to(expected, [v], rtol=rtol) is None]
-        return close_to(out, telling, rtol=rtol)
+        expected = powell_damped_y(B, s, y, omega)
+        return close_to(out, telling(expected, variants, rtol), rtol=rtol)

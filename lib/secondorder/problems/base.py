@@ -10,6 +10,7 @@ train the module directly while second-order code works on the flat vector; both
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -17,6 +18,29 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, jacrev
 
 from secondorder._validation import check_vector
+
+
+@contextmanager
+def seeded_initialization(seed: int, dtype: torch.dtype = torch.float64) -> Iterator[None]:
+    """Draw a model's initial parameters from ``seed`` on the CPU's generator, in ``dtype``.
+
+    Inside the block the global generator is seeded and the default dtype is ``dtype``; both are
+    restored afterwards. So a problem starts from the same point whatever the caller's default dtype
+    (``nn.Linear`` draws its weights in the default dtype, and a float32 draw is another sequence
+    than a float64 one) and whatever the generator's state; the model is cast to the problem's
+    dtype afterwards. The course's notebooks run with float64 as the default, hence the default.
+    """
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"init_dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    default = torch.get_default_dtype()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        torch.set_default_dtype(dtype)
+        try:
+            yield
+        finally:
+            torch.set_default_dtype(default)
+
 
 #: Largest ``n`` for which :meth:`Problem.hessian` builds a dense matrix (5000² float64 is 200 MB).
 MAX_DENSE_HESSIAN = 5000

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from secondorder.problems.base import ModelProblem
+from secondorder.problems.base import ModelProblem, seeded_initialization
 from secondorder.problems.classification import load_digits
 
 
@@ -29,7 +29,7 @@ def cross_entropy_loss(model, batch: tuple[Tensor, Tensor]) -> Tensor:
 
 
 def tiny_mlp(hidden: Sequence[int] = (32,), seed: int = 0, *, dtype: torch.dtype = torch.float64,
-             device: torch.device | str = "cpu") -> ModelProblem:
+             device: torch.device | str = "cpu", init_dtype: torch.dtype = torch.float64) -> ModelProblem:
     r"""Build a ``64 → 32 → 10`` tanh network on :func:`~secondorder.problems.classification.load_digits`.
 
     .. math::
@@ -42,7 +42,8 @@ def tiny_mlp(hidden: Sequence[int] = (32,), seed: int = 0, *, dtype: torch.dtype
     methods apply; :meth:`~secondorder.problems.base.ModelProblem.batches` draws minibatches of the
     same data. With one hidden layer of 32 units, ``n = 2410``: small enough for a dense Hessian,
     large enough to be non-convex (indefinite Hessian at ``x0``). ``x0`` is PyTorch's default
-    ``nn.Linear`` initialization drawn with ``seed`` on the CPU, so it is the same on every device.
+    ``nn.Linear`` initialization drawn with ``seed`` on the CPU in ``init_dtype``, so it is the same on
+    every device and for every default dtype.
 
     Parameters
     ----------
@@ -52,14 +53,15 @@ def tiny_mlp(hidden: Sequence[int] = (32,), seed: int = 0, *, dtype: torch.dtype
         Seed of the initialization.
     dtype, device
         Where the model and data live.
+    init_dtype : torch.dtype
+        The dtype the initialization is drawn in; the model is cast to ``dtype`` afterwards.
     """
     hidden = tuple(hidden)
     if not all(isinstance(h, int) and h >= 1 for h in hidden):
         raise ValueError(f"hidden must be a sequence of positive integers, got {hidden!r}")
     X, y = load_digits(dtype, device)  # (m, 64), (m,)
     X = X / 16.0
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_initialization(seed, init_dtype):
         model = build_mlp((X.shape[1], *hidden, 10))
     model = model.to(dtype=dtype, device=device)
     widths = "-".join(str(s) for s in (X.shape[1], *hidden, 10))

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from secondorder.problems.base import ModelProblem
+from secondorder.problems.base import ModelProblem, seeded_initialization
 
 
 class CausalSelfAttention(nn.Module):
@@ -176,7 +176,8 @@ def _windows(ids: Tensor, starts: Tensor, context: int) -> tuple[Tensor, Tensor]
 
 def tiny_transformer(seed: int = 0, context: int = 64, d_model: int = 64, n_heads: int = 4,
                      n_layers: int = 2, batch_size: int = 32, fused_attention: bool = False, *,
-                     dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> CharLMProblem:
+                     dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu",
+                     init_dtype: torch.dtype = torch.float64) -> CharLMProblem:
     r"""Build next-character prediction on :func:`load_corpus` with a :class:`TinyTransformer`.
 
     The vocabulary is the sorted set of characters of the corpus (88). The first 90 % of the text is
@@ -192,7 +193,8 @@ def tiny_transformer(seed: int = 0, context: int = 64, d_model: int = 64, n_head
     training windows; ``f`` is the loss on one fixed batch of ``batch_size`` training windows drawn
     with ``seed`` (a deterministic function for line searches, curvature probes and tests), and
     :meth:`~ModelProblem.validation_loss` averages over every non-overlapping window of the
-    validation text. ``x0`` is the initialization drawn with ``seed`` on the CPU. ``n`` is far above
+    validation text. ``x0`` is the initialization drawn with ``seed`` on the CPU in ``init_dtype``,
+    whatever the default dtype (:func:`~secondorder.problems.base.seeded_initialization`). ``n`` is far above
     the dense-Hessian limit: use Hessian-vector products.
 
     Parameters
@@ -209,6 +211,9 @@ def tiny_transformer(seed: int = 0, context: int = 64, d_model: int = 64, n_head
         Faster attention kernels without second derivatives (see the module docstring).
     dtype, device
         Where the model and data live. float32 is the natural choice for training runs.
+    init_dtype : torch.dtype
+        The dtype the initialization is drawn in (a float32 draw is another sequence than a float64
+        one); the model is cast to ``dtype`` afterwards.
     """
     for arg, value in (("context", context), ("d_model", d_model), ("n_heads", n_heads),
                        ("n_layers", n_layers), ("batch_size", batch_size)):
@@ -228,8 +233,7 @@ def tiny_transformer(seed: int = 0, context: int = 64, d_model: int = 64, n_head
         starts = torch.randint(len(train) - context, (size,), generator=generator)  # (B,)
         return _windows(train, starts.to(device), context)
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_initialization(seed, init_dtype):
         model = TinyTransformer(len(vocab), context, d_model, n_heads, n_layers, fused_attention)
     model = model.to(dtype=dtype, device=device)
     fixed_batch = sample_batch(batch_size, torch.Generator().manual_seed(seed))

@@ -1,4 +1,4 @@
-"""θ = sᵀBs / (sᵀBs − sᵀy): the factor (1 − τ) is missing."""
+"""θ = sᵀBs / (sᵀBs − sᵀy): the factor (1 − ω) is missing."""
 EXPECT = "(1 − threshold) is missing"
 
 
