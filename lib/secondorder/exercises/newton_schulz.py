@@ -16,7 +16,7 @@ import torch
 from .. import testing
 from ..matrix_functions import MUON_COEFFICIENTS, newton_schulz
 from .base import Case, CaseResult, Exercise
-from .generators import _gen
+from .generators import _gen, agrees
 
 TALL = (40_000, 8)
 CLASSICAL_CUBIC = (1.5, -0.5, 0.0)
@@ -57,20 +57,6 @@ def _diverged(X) -> bool:
         return True
     size = float(torch.linalg.matrix_norm(X))
     return not math.isfinite(size) or size > 100 * math.sqrt(max(min(X.shape), 1))
-
-
-def _same(out, alt, rtol) -> bool:
-    """``out`` equals ``alt`` to ``rtol`` (relative), compared after scaling so that huge values cannot overflow."""
-    if alt.shape != out.shape:
-        return False
-    a, b = out.detach().double(), alt.detach().double()
-    if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(b).all())):
-        return False
-    if not a.numel():
-        return True
-    scale = max(float(a.abs().max()), float(b.abs().max()), 1e-300)
-    a, b = a / scale, b / scale                          # entries in [−1, 1]: the norms cannot overflow
-    return float(torch.linalg.vector_norm(a - b)) <= rtol * float(torch.linalg.vector_norm(b))
 
 
 def _zero(m, n, dtype):
@@ -229,7 +215,7 @@ class NewtonSchulz(Exercise):
             except Exception:  # a variant that cannot run here tells nothing
                 continue
         # Where one output fits several mistakes (no normalization where ‖G‖₂ = 1), name each.
-        found = [m for m, alt in outcomes if not _same(truth, alt, rtol) and _same(out, alt, rtol)]
+        found = [m for m, alt in outcomes if not agrees(truth, alt, rtol) and agrees(out, alt, rtol)]
         if found:
             return " — or ".join(found)
         if _diverged(out):          # overflowed: every mistake that also diverges here is a candidate
