@@ -4,8 +4,10 @@
   removed), with each static figure embedded where the source asks for it.
 - ``solutions/<id>/``: the instructor notebook without hidden tests, executed, with outputs.
 
-A code cell tagged ``figure:NAME`` draws a figure; a markdown cell tagged ``static:NAME`` receives
-that figure as an attachment, so readers without a live kernel still see the demo.
+A code cell tagged ``demo`` shows a live demo (``secondorder.demo.Demo.show``), whose output also
+carries a static view (``image/png``). The release ships that static view as the cell's output, so
+a reader sees the demo before running anything; running the cell replaces it with the live widgets.
+The Colab install line of the set-up cell gets the repository named in ``pyproject.toml``.
 ``--check`` rebuilds in a temporary folder without executing and reports files that differ from
 what is committed (outputs and figure bytes aside).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -30,6 +33,18 @@ from .course import COURSE, REPO  # also puts the environment's bin/ on PATH for
 
 RELEASE, SOLUTIONS = REPO / "assignments", REPO / "solutions"
 EXECUTE_TIMEOUT_S = 600
+REPOSITORY_TOKEN = "@REPOSITORY@"
+SOLUTION_DELIMITER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*$\n?", re.M)
+
+
+def repository_url() -> str:
+    """The public repository's URL: ``[project.urls] Repository`` of ``pyproject.toml``."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    with open(REPO / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)["project"]["urls"]["Repository"]
 
 
 def _sections(ids: list[str] | None) -> list[str]:
@@ -44,8 +59,11 @@ def _sections(ids: list[str] | None) -> list[str]:
 
 def _normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     nb.metadata.pop("autograder_run", None)
+    url = repository_url()
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
+        if cell.cell_type == "code" and REPOSITORY_TOKEN in cell.source:
+            cell.source = cell.source.replace(REPOSITORY_TOKEN, url)
     return nb
 
 
@@ -79,6 +97,9 @@ def solution_source(aid: str) -> nbformat.NotebookNode:
     """The instructor notebook with the hidden tests removed (not executed)."""
     nb = nbformat.read(COURSE / aid / f"{aid}.ipynb", as_version=4)
     nb, _ = ClearHiddenTests().preprocess(nb, {})
+    for cell in nb.cells:       # a written answer's model answer reads as prose, without nbgrader's markers
+        if cell.cell_type == "markdown":
+            cell.source = SOLUTION_DELIMITER.sub("", cell.source)
     return _normalize(nb)
 
 
@@ -87,6 +108,24 @@ def execute(nb: nbformat.NotebookNode, workdir: Path) -> nbformat.NotebookNode:
     nbclient.NotebookClient(nb, timeout=EXECUTE_TIMEOUT_S, kernel_name="python3",
                             resources={"metadata": {"path": str(workdir)}}).execute()
     return nb
+
+
+def run_all(nb: nbformat.NotebookNode, workdir: Path, timeout: float = EXECUTE_TIMEOUT_S) -> list[str]:
+    """Execute ``nb`` in place as JupyterLab's Run All does; return what stopped it (empty: nothing).
+
+    Only cells tagged ``raises-exception`` (the visible checks) may raise and let the run go on, as in
+    JupyterLab and nbclient; any other error stops the run and is returned as "cell N (grade_id): error".
+    """
+    try:
+        nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
+                                resources={"metadata": {"path": str(workdir)}}).execute()
+    except nbclient.exceptions.CellExecutionError as exc:
+        index = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(
+            o.get("output_type") == "error" for o in c.get("outputs", []))
+            and "raises-exception" not in c.metadata.get("tags", [])), None)
+        where = f"cell {index} ({_grade_id(nb.cells[index])})" if index is not None else "a cell"
+        return [f"{where}: {exc.ename}: {exc.evalue}"]
+    return []
 
 
 def figures(executed: nbformat.NotebookNode) -> dict[str, str]:
@@ -117,6 +156,34 @@ def embed(nb: nbformat.NotebookNode, images: dict[str, str]) -> nbformat.Noteboo
     return nb
 
 
+def _grade_id(cell) -> str | None:
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+def static_views(executed: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]:
+    """``{grade_id: output}``: the static view (``image/png``) each cell tagged ``demo`` displayed."""
+    found = {}
+    for cell in executed.cells:
+        if cell.cell_type != "code" or "demo" not in cell.metadata.get("tags", []):
+            continue
+        for output in cell.get("outputs", []):
+            png = output.get("data", {}).get("image/png")
+            if png:
+                found[_grade_id(cell)] = nbformat.v4.new_output(
+                    "display_data", data={"image/png": png, "text/plain": output["data"].get("text/plain", "")})
+        if _grade_id(cell) not in found:
+            raise RuntimeError(f"the demo cell {_grade_id(cell)!r} displayed no static view (Demo.show())")
+    return found
+
+
+def ship_static_views(nb: nbformat.NotebookNode, views: dict[str, nbformat.NotebookNode]) -> nbformat.NotebookNode:
+    """Give each ``demo`` cell of an unexecuted notebook its static view as its only output."""
+    for cell in nb.cells:
+        if cell.cell_type == "code" and _grade_id(cell) in views:
+            cell.outputs = [copy.deepcopy(views[_grade_id(cell)])]
+    return nb
+
+
 def build_one(aid: str) -> None:
     """Regenerate ``assignments/<aid>`` and ``solutions/<aid>``."""
     release = generate_release(aid, RELEASE)
@@ -126,10 +193,10 @@ def build_one(aid: str) -> None:
     shutil.copytree(COURSE / aid, sol_dir, ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints",
                                                                           "__pycache__"))
     nb = execute(solution_source(aid), sol_dir)
-    images = figures(nb)
+    images, views = figures(nb), static_views(nb)
     nbformat.write(_normalize(embed(nb, images)), sol_dir / f"{aid}.ipynb")
     rel_path = release / f"{aid}.ipynb"
-    nbformat.write(embed(nbformat.read(rel_path, as_version=4), images), rel_path)
+    nbformat.write(ship_static_views(embed(nbformat.read(rel_path, as_version=4), images), views), rel_path)
 
 
 def _strip_for_compare(nb: nbformat.NotebookNode) -> dict:

@@ -112,6 +112,7 @@ class Grader:
         # ``tcp://host:8786``, a scheduler file); or an executor object the caller manages.
         self.scheduler, self.executor = scheduler, executor
         self._db_lock = threading.Lock()
+        self._release_cache: dict[str, dict] = {}
         self.results = self.out / ".results"
         self.work = self.out / ".work"
         # Student code must see neither the gradebook, nor other submissions, nor the sources.
@@ -232,7 +233,8 @@ class Grader:
                     cells[gid] = self._test_cell_row(gid.removeprefix("test_"), points, verdicts, found, patch_note,
                                                      gid)
                 else:
-                    cells[gid] = self._manual_row(gid, points, submitted, found)
+                    cells[gid] = self._manual_row(gid, points, submitted, found,
+                                                  self._released_source(sub.assignment, nb_id, gid))
             executed, run_status = None, plan.run_status.get(nb_id, "not executed")
             ran = result["runs"].get(nb_id)
             if ran is not None:
@@ -275,10 +277,23 @@ class Grader:
                        "implementing it.\n" + message)
         return {"score": score, "max_score": points, "status": status, "message": message}
 
-    def _manual_row(self, gid, points, submitted, found) -> dict:
+    def _released_source(self, assignment: str, nb_id: str, gid: str) -> str | None:
+        """The source of cell ``gid`` as the release gave it to students (the unanswered stub)."""
+        path = self.out / "release" / assignment / f"{nb_id}.ipynb"
+        key = str(path)
+        if key not in self._release_cache:
+            try:
+                nb = nbformat.read(path, as_version=4)
+                self._release_cache[key] = {audit_mod.nbgrader_meta(c).get("grade_id"): c.source for c in nb.cells}
+            except Exception:  # no release (an instructor-made course folder): only the plain stub is known
+                self._release_cache[key] = {}
+        return self._release_cache[key].get(gid)
+
+    def _manual_row(self, gid, points, submitted, found, stub: str | None = None) -> dict:
         cell = next((c for c in submitted.cells if audit_mod.nbgrader_meta(c).get("grade_id") == gid), None)
         notes = found.notes.get(gid, [])
-        if cell is None or cell.source.strip() in ("", "YOUR ANSWER HERE"):
+        text = cell.source.strip() if cell is not None else ""
+        if cell is None or text in ("", "YOUR ANSWER HERE") or (stub is not None and text == stub.strip()):
             return {"score": 0.0, "max_score": points, "status": "missing",
                     "message": "no written answer" + "".join(f"; {n}" for n in notes)}
         return {"score": None, "max_score": points, "status": "tampered" if notes else "ok",

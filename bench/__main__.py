@@ -14,7 +14,7 @@ import traceback
 
 import torch
 
-from bench import hvp, kfac, lbfgs_step, minimize_vs_scipy, spectral, structured, two_loop_bandwidth
+from bench import demos, hvp, kfac, lbfgs_step, minimize_vs_scipy, spectral, structured, two_loop_bandwidth
 
 COLUMNS = ["benchmark", "case", "ours", "anchor", "ratio", "target", "note"]
 
@@ -44,7 +44,8 @@ def parts(device: str, quick: bool) -> dict:
             "hvp": lambda: hvp.run(device=device),
             "spectral": lambda: spectral.run(device=device),
             "kfac": lambda: kfac.run(device=device),
-            "structured": lambda: structured.run(device=device)}
+            "structured": lambda: structured.run(device=device),
+            "demos": lambda: demos.run(device=device)}
 
 
 def machine(device: str) -> str:

@@ -1,5 +1,7 @@
 """Shared fixtures: every library test runs on each available device."""
 
+import shutil
+
 import pytest
 import torch
 
@@ -37,3 +39,25 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def executed_release(tmp_path_factory):
+    """``executed_release(aid) -> (notebook, problems)``: a student release run as Run All does, once per session.
+
+    The section tests check that nothing stops it; the course site is built from the same runs.
+    """
+    import nbformat
+
+    from autograder.build import RELEASE, run_all
+
+    cache = {}
+
+    def get(aid):
+        if aid not in cache:
+            work = tmp_path_factory.mktemp(f"run-all-{aid}")
+            shutil.copytree(RELEASE / aid, work, dirs_exist_ok=True)
+            nb = nbformat.read(work / f"{aid}.ipynb", as_version=4)
+            cache[aid] = (nb, run_all(nb, work), work)
+        return cache[aid][:2]
+    return get

@@ -8,7 +8,7 @@ typical, the likely cause. Checks compare in float64 on the CPU, so they work fo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -149,37 +149,3 @@ def dense_lbfgs_matrix(s_hist: Sequence[Tensor], y_hist: Sequence[Tensor], gamma
         rho = 1.0 / float(y @ s)
         H = (eye - rho * torch.outer(s, y)) @ H @ (eye - rho * torch.outer(y, s)) + rho * torch.outer(s, s)
     return H
-
-
-def check_update_latency(update: Callable, settings: Sequence[tuple], budget_s: float = 0.2,
-                         repeats: int = 3) -> list[float]:
-    """Time ``update(*setting)`` for each setting and raise AssertionError if one exceeds ``budget_s``.
-
-    What a widget does on every control change must feel immediate. Each setting is timed in
-    process CPU time (other programs on a shared machine do not count) and the best of ``repeats``
-    calls is kept (a garbage collection or a busy neighbour only ever adds time). Prints a one-line
-    summary and returns the best CPU time of each setting, in seconds.
-    """
-    import gc
-    import time
-
-    if not settings:
-        raise ValueError("settings must name at least one control setting to time")
-    best_cpu, best_wall = [], []
-    for setting in settings:
-        cpu, wall = [], []
-        for _ in range(max(1, int(repeats))):
-            gc.collect()                       # between two control changes the collector has time to run
-            t0, c0 = time.perf_counter(), time.process_time()
-            update(*setting)
-            wall.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
-        best_cpu.append(min(cpu))
-        best_wall.append(min(wall))
-    worst = max(range(len(settings)), key=lambda i: best_cpu[i])
-    print(f"{len(settings)} control settings, best of {repeats} each: slowest {best_cpu[worst] * 1e3:.0f} ms CPU "
-          f"({best_wall[worst] * 1e3:.0f} ms wall clock), budget {budget_s * 1e3:.0f} ms")
-    if best_cpu[worst] > budget_s:
-        raise AssertionError(f"an update of the demo takes {best_cpu[worst] * 1e3:.0f} ms of CPU time at setting "
-                             f"{settings[worst]!r}, over the {budget_s * 1e3:.0f} ms budget")
-    return best_cpu

@@ -12,6 +12,7 @@ Every exercise lives in its own module with its seeded cases and the misconcepti
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 
 from .base import Case, CaseResult, Exercise, Verdict
@@ -54,17 +55,55 @@ def get_exercise(name: str) -> Exercise:
         raise ValueError(f"no exercise named {name!r}; known: {sorted(EXERCISES)}") from None
 
 
+class CheckFailed(AssertionError):
+    """Some checks of an exercise failed. The message is the verdict's summary.
+
+    In IPython (a notebook, nbgrader's Validate) the error shows as the diagnosis alone, wrapped to
+    the width of a notebook cell, without a traceback through this library: IPython calls
+    :meth:`_render_traceback_` for exceptions that define it.
+    """
+
+    WIDTH = 92
+
+    def __init__(self, verdict: Verdict, hidden: bool = False):
+        super().__init__(verdict.summary())
+        self.verdict, self.hidden = verdict, hidden
+
+    def diagnosis(self) -> list[str]:
+        """The lines a student reads: what failed, how often, by how much, the likely cause."""
+        v = self.verdict
+        failed = [r for r in v.results if not r.passed]
+        which = "hidden and visible" if self.hidden else "visible"
+        lines = [f"✗ {v.name}: {len(v.results) - len(failed)} of {len(v.results)} {which} checks passed"]
+        if failed and all(r.status == "missing" for r in failed):
+            lines.append(f"  {failed[0].message}: write it in the answer cell above (replace the "
+                         "`raise NotImplementedError()` line), run that cell, then run this one again.")
+        else:
+            lines += ["  " + line for line in str(self).splitlines()[1:]]
+        wrapped = []
+        for line in lines:
+            prefix = len(line) - len(line.lstrip(" -"))
+            indent = " " * (prefix if line.lstrip().startswith("- ") else prefix + 2)   # hang under the text
+            wrapped += textwrap.wrap(line, self.WIDTH, subsequent_indent=indent, break_on_hyphens=False) or [""]
+        return wrapped
+
+    def _render_traceback_(self) -> list[str]:
+        lines = self.diagnosis()
+        return [f"\x1b[1;31m{lines[0]}\x1b[0m", *lines[1:]]
+
+
 def check(fn: Callable, name: str | None = None, hidden: bool = False) -> None:
-    """Run the checks for ``fn`` and raise AssertionError with the explanation if any fails.
+    """Run the checks for ``fn``; print one line if all pass, else raise :class:`CheckFailed`.
 
     ``name`` defaults to ``fn.__name__``. With ``hidden=True`` the hidden cases run too. Returns
     nothing, so a test cell that ends with ``check(fn)`` shows only the message (nbgrader would try
-    to read a returned value as a score).
+    to read a returned value as a score). The notebooks tag their check cells ``raises-exception``,
+    so a failing check does not stop Run All, while Validate and the autograder still see it fail.
     """
     exercise = get_exercise(name or getattr(fn, "__name__", ""))
     verdict = exercise.run_in_process(fn, hidden=hidden)
     if verdict.fraction < 1:
-        raise AssertionError(verdict.summary())
+        raise CheckFailed(verdict, hidden=hidden)
     print(f"✓ {exercise.name}: all {len(verdict.results)} {'hidden and visible' if hidden else 'visible'} "
           "checks passed")
 
@@ -88,4 +127,5 @@ def use_student(fn: Callable, name: str | None = None) -> Callable:
     return fn
 
 
-__all__ = ["EXERCISES", "Case", "CaseResult", "Exercise", "Verdict", "check", "get_exercise", "use_student"]
+__all__ = ["EXERCISES", "Case", "CaseResult", "CheckFailed", "Exercise", "Verdict", "check", "get_exercise",
+           "use_student"]

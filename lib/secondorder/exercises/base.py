@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+
+LIKELY_CAUSE = " — likely cause: "
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 @dataclass(frozen=True)
@@ -76,21 +80,52 @@ class Verdict:
         statuses = {r.status for r in self.results if not r.passed}
         return next((s for s in order if s in statuses), "ok")
 
+    def groups(self) -> list[dict]:
+        """The failures merged by what they say: one entry per message (numbers aside) and likely cause.
+
+        Each entry has ``properties`` (the case groups, in order), ``cases`` (how many failed that
+        way), ``what`` (the first such message, without its cause) and ``cause`` (or "").
+        """
+        merged: dict[tuple[str, str], dict] = {}
+        for r in self.results:
+            if r.passed:
+                continue
+            what, _, cause = r.message.partition(LIKELY_CAUSE)
+            entry = merged.setdefault((_NUMBER.sub("#", what), cause),
+                                      {"properties": [], "cases": 0, "what": what, "cause": cause})
+            entry["cases"] += 1
+            if r.case.group not in entry["properties"]:
+                entry["properties"].append(r.case.group)
+        return list(merged.values())
+
     def summary(self, limit: int = 3) -> str:
-        """A short explanation: what passed, and the first few failures with their messages."""
+        """A short explanation: what passed, and each different failure once, with its likely cause.
+
+        Failures that say the same thing (up to the numbers in them) are one line with their case
+        count; a likely cause shared by every failure is said once, at the end.
+        """
         failed = [r for r in self.results if not r.passed]
         head = f"{self.name}: {len(self.results) - len(failed)}/{len(self.results)} checks passed"
         if not failed:
             return head
+        if all(r.status == "missing" for r in failed):
+            return f"{head}\n- {failed[0].message}"
+        groups = self.groups()
+        causes = {g["cause"] for g in groups}
+        shared = next(iter(causes)) if len(causes) == 1 and len(groups) > 1 else ""
         lines = [head]
-        seen = set()
-        for r in failed:
-            if r.message in seen:
-                continue
-            seen.add(r.message)
-            lines.append(f"- [{r.case.group}] {r.message}")
-            if len(seen) >= limit:
-                break
+        for g in groups[:limit]:
+            count = f" ({g['cases']} cases)" if g["cases"] > 1 else ""
+            line = f"- [{', '.join(g['properties'])}]{count} {g['what']}"
+            if g["cause"] and not shared:
+                line += LIKELY_CAUSE + g["cause"]
+            lines.append(line)
+        if len(groups) > limit:
+            rest = sum(g["cases"] for g in groups[limit:])
+            lines.append(f"- … and {rest} more failing case{'s' if rest > 1 else ''} of "
+                         f"{len(groups) - limit} other kind{'s' if len(groups) - limit > 1 else ''}")
+        if shared:
+            lines.append(f"likely cause (all of them): {shared}")
         return "\n".join(lines)
 
 
@@ -265,7 +300,7 @@ class Exercise:
                 hint = self.diagnose(case, args, out)
             except Exception:  # a diagnosis is a bonus; never let it hide the failure
                 hint = None
-            message = str(exc) + (f" — likely cause: {hint}" if hint else "")
+            message = str(exc) + (f"{LIKELY_CAUSE}{hint}" if hint else "")
             return CaseResult(case, False, message, "failed")
         return CaseResult(case, True)
 
