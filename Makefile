@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 CHROMIUM := $(or $(wildcard /usr/bin/chromium),$(shell command -v chromium 2>/dev/null))
 
 .DEFAULT_GOAL := help
-.PHONY: help env lab test test-fast test-browser lint bench gpu-check gpu-wheels clean assignments grade selftest
+.PHONY: help env lab test test-fast test-browser lint bench gpu-check gpu-wheels clean assignments grade selftest site
 
 help: ## Show this help
 	@echo "Second-Order Methods: make targets"
@@ -21,7 +21,7 @@ help: ## Show this help
 
 $(STAMP): $(DEPS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -e '.[course,test,lint]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -e '.[course,test,lint,site]'
 	@touch $(STAMP)
 
 env: $(STAMP) ## Create or update .venv/ (skipped in seconds when up to date)
@@ -32,6 +32,9 @@ lab: $(STAMP) ## Set up everything and open JupyterLab on the course (loopback)
 	$(VENV)/bin/jupyter lab --no-browser --ip 127.0.0.1 --port $(PORT) --notebook-dir . $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: $(STAMP) ## Set up everything and run the whole test suite (the browser tests where Chromium is installed)
+	@$(PY) -c "from autograder.sandbox import bwrap_available as b; raise SystemExit(not b())" || echo "skipped \
+	sandbox isolation tests (test_autograder.py: hostile submissions stay in their folder): no bubblewrap \
+	(apt-get install bubblewrap)"
 	@if [ -n "$(CHROMIUM)" ] && $(PY) -c "import playwright" 2>/dev/null; then \
 		$(PY) -m pytest $(PYTEST_ARGS); \
 	else \
@@ -51,6 +54,9 @@ lint: $(STAMP) ## Ruff: style, imports and docstrings
 
 assignments: $(STAMP) ## Regenerate assignments/ (student release) and solutions/ from course/
 	$(PY) -m autograder build $(SECTIONS)
+
+site: $(STAMP) ## The course as a static site in build/site/ (the student releases, executed; no install to read it)
+	$(PY) -m autograder.site --out build/site
 
 grade: $(STAMP) ## Grade submissions: make grade SUBMISSIONS=export.zip [OUT=grading] [ARGS=--force]
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder or zip> [OUT=grading]"; exit 2; }

@@ -29,22 +29,12 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import ClearHiddenTests
 from traitlets.config import Config
 
-from .course import COURSE, REPO  # also puts the environment's bin/ on PATH for nbgrader
+# Importing .course also puts the environment's bin/ on PATH for nbgrader; repository_url is re-exported.
+from .course import COURSE, REPO, REPOSITORY_TOKEN, copy_section, repository_url  # noqa: F401
 
 RELEASE, SOLUTIONS = REPO / "assignments", REPO / "solutions"
 EXECUTE_TIMEOUT_S = 600
-REPOSITORY_TOKEN = "@REPOSITORY@"
 SOLUTION_DELIMITER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*$\n?", re.M)
-
-
-def repository_url() -> str:
-    """The public repository's URL: ``[project.urls] Repository`` of ``pyproject.toml``."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-    with open(REPO / "pyproject.toml", "rb") as f:
-        return tomllib.load(f)["project"]["urls"]["Repository"]
 
 
 def _sections(ids: list[str] | None) -> list[str]:
@@ -71,8 +61,7 @@ def generate_release(aid: str, dest: Path) -> Path:
     """nbgrader's student version of ``course/<aid>`` written to ``dest/<aid>``."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        shutil.copytree(COURSE / aid, root / "source" / aid,
-                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+        copy_section(COURSE / aid, root / "source" / aid)    # the repository filled in before checksums
         c = Config()
         c.CourseDirectory.root = str(root)
         c.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
@@ -128,34 +117,6 @@ def run_all(nb: nbformat.NotebookNode, workdir: Path, timeout: float = EXECUTE_T
     return []
 
 
-def figures(executed: nbformat.NotebookNode) -> dict[str, str]:
-    """``{NAME: base64 PNG}`` from the code cells tagged ``figure:NAME``."""
-    found = {}
-    for cell in executed.cells:
-        for tag in cell.metadata.get("tags", []):
-            if tag.startswith("figure:") and cell.cell_type == "code":
-                for output in cell.get("outputs", []):
-                    png = output.get("data", {}).get("image/png")
-                    if png:
-                        found[tag.split(":", 1)[1]] = png
-    return found
-
-
-def embed(nb: nbformat.NotebookNode, images: dict[str, str]) -> nbformat.NotebookNode:
-    """Attach each figure to the markdown cell tagged ``static:NAME`` and show it there."""
-    for cell in nb.cells:
-        for tag in cell.metadata.get("tags", []):
-            if tag.startswith("static:") and cell.cell_type == "markdown":
-                name = tag.split(":", 1)[1]
-                if name not in images:
-                    raise RuntimeError(f"no code cell tagged figure:{name} produced a PNG")
-                cell.attachments = {f"{name}.png": {"image/png": images[name]}}
-                link = f"![{name}](attachment:{name}.png)"
-                if link not in cell.source:
-                    cell.source = cell.source.rstrip() + "\n\n" + link
-    return nb
-
-
 def _grade_id(cell) -> str | None:
     return cell.metadata.get("nbgrader", {}).get("grade_id")
 
@@ -193,20 +154,18 @@ def build_one(aid: str) -> None:
     shutil.copytree(COURSE / aid, sol_dir, ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints",
                                                                           "__pycache__"))
     nb = execute(solution_source(aid), sol_dir)
-    images, views = figures(nb), static_views(nb)
-    nbformat.write(_normalize(embed(nb, images)), sol_dir / f"{aid}.ipynb")
+    views = static_views(nb)
+    nbformat.write(_normalize(nb), sol_dir / f"{aid}.ipynb")
     rel_path = release / f"{aid}.ipynb"
-    nbformat.write(ship_static_views(embed(nbformat.read(rel_path, as_version=4), images), views), rel_path)
+    nbformat.write(ship_static_views(nbformat.read(rel_path, as_version=4), views), rel_path)
 
 
 def _strip_for_compare(nb: nbformat.NotebookNode) -> dict:
-    """The notebook without what a build may legitimately change: outputs, ids and embedded figures."""
+    """The notebook without what a build may legitimately change: outputs (static views included) and ids."""
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-        if any(t.startswith("static:") for t in cell.metadata.get("tags", [])):
-            cell.source, cell.attachments = "<static figure>", {}
         if not cell.get("attachments"):
             cell.pop("attachments", None)
         cell.pop("id", None)

@@ -60,6 +60,33 @@ def nbgrader_config(root: Path) -> Config:
     return c
 
 
+REPOSITORY_TOKEN = "@REPOSITORY@"     # in a notebook's source: the repository's URL (the Colab install line)
+
+
+def repository_url() -> str:
+    """The public repository's URL: ``[project.urls] Repository`` of ``pyproject.toml``."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    with open(REPO / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)["project"]["urls"]["Repository"]
+
+
+def copy_section(src: Path, dest: Path) -> None:
+    """Copy a section's folder for nbgrader, with :data:`REPOSITORY_TOKEN` replaced in its notebooks.
+
+    The replacement happens before nbgrader records its checksums of the locked cells, so that the
+    release, Validate and the grader all see the same source.
+    """
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    url = repository_url()
+    for path in dest.glob("*.ipynb"):
+        text = path.read_text(encoding="utf-8")
+        if REPOSITORY_TOKEN in text:
+            path.write_text(text.replace(REPOSITORY_TOKEN, url), encoding="utf-8")
+
+
 def prepare(root: Path, assignments: list[str], course: Path = COURSE) -> NbGraderAPI:
     """Make ``root`` an nbgrader course holding ``assignments`` from ``course``; return its API."""
     root.mkdir(parents=True, exist_ok=True)
@@ -71,7 +98,7 @@ def prepare(root: Path, assignments: list[str], course: Path = COURSE) -> NbGrad
         dest = root / "source" / aid
         if dest.exists():
             shutil.rmtree(dest)
-        shutil.copytree(course / aid, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+        copy_section(course / aid, dest)
         result = api.generate_assignment(aid, force=True, create=True)
         if not result["success"]:
             raise RuntimeError(f"nbgrader could not generate {aid}:\n{result.get('log')}\n{result.get('error')}")

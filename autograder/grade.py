@@ -501,7 +501,21 @@ def _autograde_preprocessors():
             CheckCellMetadata]
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
 def _feedback_preprocessors():
-    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor, Preprocessor
     from nbgrader.preprocessors import ClearHiddenTests, GetGrades
-    return [ClearHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
+
+    class StaticDemos(Preprocessor):
+        """A demo's output holds its live widgets and a static image: feedback HTML has no kernel, show the image."""
+
+        def preprocess_cell(self, cell, resources, index):
+            for output in cell.get("outputs", []):
+                data = output.get("data", {})
+                if WIDGET_VIEW in data and "image/png" in data:
+                    del data[WIDGET_VIEW]
+            return cell, resources
+
+    return [ClearHiddenTests, GetGrades, StaticDemos, CSSHTMLHeaderPreprocessor]

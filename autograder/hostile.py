@@ -25,6 +25,11 @@ class Hostile:
     make: Callable[[nbformat.NotebookNode, str, str], nbformat.NotebookNode | bytes]
     status: str            # the status of the targeted test cell
     full_marks: bool       # whether the targeted test cell keeps its full score
+    # Only the sandbox's isolation (bubblewrap) keeps this one from doing harm outside its folder: without
+    # it the submission really writes there, so it is graded only where bubblewrap is available.
+    needs_isolation: bool = False
+    # Only a cap on the number of processes stops it (a cgroup, or RLIMIT_NPROC for a user other than root).
+    needs_process_cap: bool = False
 
 
 def _copy(nb):
@@ -156,13 +161,13 @@ CORPUS = [
     Hostile("memory_bomb_after", "a later cell allocates without bound", _memory_bomb_after, "ok", True),
     Hostile("memory_bomb_in_function", "the graded function allocates without bound", _memory_bomb_inside,
             "error", False),
-    Hostile("fork_bomb", "a later cell forks without bound", _fork_bomb, "ok", True),
+    Hostile("fork_bomb", "a later cell forks without bound", _fork_bomb, "ok", True, needs_process_cap=True),
     Hostile("patched_allclose", "a wrong answer plus numpy/torch comparisons patched to always agree",
             _patch_allclose, "tampered", False),
     Hostile("delegation", "the answer calls the course library's reference", _delegate, "delegated", False),
     Hostile("write_outside", "a cell writes to the repository and outside its folder", _write_outside,
-            "ok", True),
+            "ok", True, needs_isolation=True),
     Hostile("stderr_noise", "a correct answer that writes warnings to stderr", _stderr_noise, "ok", True),
     Hostile("read_gradebook", "a cell searches for the gradebook and overwrites it", _read_gradebook,
-            "ok", True),
+            "ok", True, needs_isolation=True),
 ]

@@ -6,7 +6,8 @@ the paths in ``hide`` covered by empty tmpfs mounts, and one writable folder. Re
 cgroups when the grader may create them (root on Linux: ``pids.max``, memory limit), otherwise from
 rlimits (``prlimit``: address space, processes, file size). Without bubblewrap the code still runs
 under rlimits and a wall-clock limit, but can read and write what the grading user can: a warning
-says so once.
+says so once per process. Setting ``AUTOGRADER_NO_BWRAP=1`` makes the grader behave as if bubblewrap
+were not installed (the test suite uses it to run the grading tests the way a machine without it does).
 """
 
 from __future__ import annotations
@@ -53,7 +54,17 @@ class Outcome:
         return self.returncode == 0 and not self.timed_out
 
 
+NO_BWRAP_ENV = "AUTOGRADER_NO_BWRAP"
+
+
+def _bwrap_disabled() -> bool:
+    """``AUTOGRADER_NO_BWRAP`` is set to anything but ``""`` or ``"0"``: act as if bubblewrap were absent."""
+    return os.environ.get(NO_BWRAP_ENV, "") not in ("", "0")
+
+
 def _bwrap_works() -> bool:
+    if _bwrap_disabled():
+        return False
     exe = shutil.which("bwrap")
     if exe is None:
         return False
@@ -148,6 +159,16 @@ def _cgroups_usable() -> bool:
     return True
 
 
+def bwrap_available() -> bool:
+    """Whether sandboxed runs get bubblewrap's isolation on this machine (probed once per process, no warning)."""
+    return Sandbox.probe()[0]
+
+
+def processes_capped() -> bool:
+    """Whether a sandboxed run's process count is capped: by a cgroup, or by ``RLIMIT_NPROC`` (which root ignores)."""
+    return Sandbox.probe()[1] or os.geteuid() != 0
+
+
 class Sandbox:
     """Launches commands confined to one writable folder each.
 
@@ -161,19 +182,28 @@ class Sandbox:
     """
 
     _probe: tuple[bool, bool] | None = None
+    _warned = False
 
     def __init__(self, hide: list[Path] = (), require_isolation: bool = False, keep: list[Path] = ()):
         self.hide = [Path(h).resolve() for h in hide]
         # The private /tmp would also hide a Python environment or checkout that lives under /tmp.
         self.keep = [Path(k).resolve() for k in (sys.prefix, sys.base_prefix, *keep)]
-        if Sandbox._probe is None:
-            Sandbox._probe = (_bwrap_works(), _cgroups_usable())
-        self.has_bwrap, self.has_cgroups = Sandbox._probe
+        self.has_bwrap, self.has_cgroups = Sandbox.probe()
         if not self.has_bwrap:
             if require_isolation:
                 raise RuntimeError("bubblewrap (bwrap) is not available; install the 'bubblewrap' package")
-            warnings.warn("bubblewrap (bwrap) not found: submissions run without file-system and network "
-                          "isolation, only with resource limits", RuntimeWarning, stacklevel=2)
+            if not Sandbox._warned:              # once per process: every grader and worker makes one
+                Sandbox._warned = True
+                warnings.warn("bubblewrap (bwrap) not found: submissions run without file-system and network "
+                              "isolation, only with resource limits (apt-get install bubblewrap)",
+                              RuntimeWarning, stacklevel=2)
+
+    @staticmethod
+    def probe() -> tuple[bool, bool]:
+        """``(bubblewrap works, cgroups are writable)``, probed once per process."""
+        if Sandbox._probe is None:
+            Sandbox._probe = (_bwrap_works(), _cgroups_usable())
+        return Sandbox._probe
 
     @property
     def isolation(self) -> str:

@@ -31,6 +31,29 @@ def random_vectors(n, k, *, dtype=torch.float64, device="cpu", seed=0):
             for _ in range(k)]
 
 
+def _bwrap() -> bool | None:
+    try:
+        from autograder.sandbox import bwrap_available
+    except ImportError:        # the library alone (a GPU machine's copy): no grading tests to report on
+        return None
+    return bwrap_available()
+
+
+def pytest_report_header(config):
+    """Say how the grading tests sandbox submissions, and what is skipped without bubblewrap."""
+    if _bwrap() is False:
+        return ("grading sandbox: resource limits only (no bubblewrap): the sandbox isolation tests are skipped, "
+                "the grading tests run (apt-get install bubblewrap)")
+    return None
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Repeat, at the end of a long run, the groups skipped for a missing system package."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if _bwrap() is False and any("bubblewrap" in str(r.longrepr) for r in skipped):
+        terminalreporter.write_line("skipped sandbox isolation tests: no bubblewrap (apt-get install bubblewrap)")
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip gpu-marked tests on a machine without CUDA (``make gpu-check`` runs them where there is one)."""
     if torch.cuda.is_available():
@@ -61,3 +84,19 @@ def executed_release(tmp_path_factory):
             cache[aid] = (nb, run_all(nb, work), work)
         return cache[aid][:2]
     return get
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory, executed_release):
+    """The course site (autograder/site.py), built once per session from the same Run All executions."""
+    from autograder.build import _sections
+    from autograder.site import build_site
+
+    executed = {}
+    for aid in _sections(None):
+        nb, problems = executed_release(aid)
+        assert not problems, f"assignments/{aid} does not run to the end: {problems}"
+        executed[aid] = nb
+    out = tmp_path_factory.mktemp("site") / "html"
+    assert build_site(out, executed=executed).is_file()
+    return out

@@ -13,7 +13,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-
 from secondorder.demo import LIVE_DPI, STATIC_DPI, Demo, demos, latency_report  # noqa: E402
 from secondorder.exercises import CheckFailed, check  # noqa: E402
 from secondorder.exercises.base import Case, CaseResult, Verdict  # noqa: E402

@@ -143,6 +143,10 @@ def test_readme_launches_every_released_section_on_binder():
     m = re.search(r"^\[GITHUB_REPO\]: https://github\.com/(\S+/\S+?)/?$", readme, re.M)
     assert m, "README.md must define the repository once: [GITHUB_REPO]: https://github.com/OWNER/NAME"
     repo = m.group(1)
+    from autograder.build import repository_url  # the site's and the Colab install line's source
+    assert repository_url() == f"https://github.com/{repo}", (
+        f"README.md's [GITHUB_REPO] ({repo}) and pyproject.toml's [project.urls] Repository "
+        f"({repository_url()}) must name the same repository")
     links = list(BINDER_LINK.finditer(readme))
     assert links, "README.md has no Binder launch link"
     for link in links:
@@ -203,7 +207,7 @@ def writes_outside_folder(source: str) -> list[str]:
         stripped = line.lstrip()
         if stripped.startswith("!") or stripped.startswith(WRITING_MAGICS):
             problems.append(f"shell or writing magic: {stripped}")
-        lines.append("pass" if stripped.startswith(("%", "!")) else line)
+        lines.append(line[:len(line) - len(stripped)] + "pass" if stripped.startswith(("%", "!")) else line)
     tree = ast.parse("\n".join(lines))
     buffers = {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign) and _is_buffer(n.value, set())
                for t in n.targets if isinstance(t, ast.Name)}
@@ -318,7 +322,7 @@ def test_binder_environment_has_everything_the_notebooks_import():
     for path in (ROOT / "course").glob("*/*.ipynb"):
         for cell in json.loads(path.read_text())["cells"]:
             if cell["cell_type"] == "code":
-                src = "\n".join("pass" if ln.lstrip().startswith(("%", "!")) else ln
+                src = "\n".join(ln[:len(ln) - len(ln.lstrip())] + "pass" if ln.lstrip().startswith(("%", "!")) else ln
                                 for ln in "".join(cell["source"]).splitlines())
                 modules |= _module_imports(ast.parse(src), top_level_only=False)
     for path in (ROOT / "lib" / "secondorder").rglob("*.py"):

@@ -14,7 +14,6 @@ from secondorder.exercises import EXERCISES
 
 from autograder import selftest
 from autograder.build import _sections, stale, stale_shared_pages
-from autograder.sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = _sections(None)
@@ -69,7 +68,9 @@ def test_source_notebook_runs_within_budget(aid, tmp_path):
     report = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("DEMO-LATENCY "))
                         .removeprefix("DEMO-LATENCY "))
     print(f"{aid}: demo redraws {report}")
-    assert report, f"{aid} shows no live demo (secondorder.demo.Demo.show)"
+    nb = nbformat.read(REPO / "course" / aid / f"{aid}.ipynb", as_version=4)
+    if any("demo" in c.metadata.get("tags", []) for c in nb.cells):
+        assert report, f"{aid} has a demo cell that shows no live demo (secondorder.demo.Demo.show)"
     for row in report:
         assert row["median_ms"] <= 1e3 * DEMO_MEDIAN_S * DEMO_MARGIN, (
             f"{aid}: demo {row['demo']!r} redraws in a median of {row['median_ms']:.0f} ms "
@@ -107,7 +108,6 @@ def test_release_runs_to_the_end_under_run_all(aid, executed_release):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Sandbox().has_bwrap, reason="bubblewrap is not installed (CI installs it)")
 @pytest.mark.parametrize("aid", SECTIONS)
 def test_grading_self_test(aid, tmp_path):
     """Solution: full marks. Blank release: 0, no crash. Every mutant: loses points, with its explanation."""
