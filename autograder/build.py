@@ -30,7 +30,7 @@ from nbgrader.preprocessors import ClearHiddenTests
 from traitlets.config import Config
 
 # Importing .course also puts the environment's bin/ on PATH for nbgrader; repository_url is re-exported.
-from .course import COURSE, REPO, REPOSITORY_TOKEN, copy_section, repository_url  # noqa: F401
+from .course import COURSE, REPO, copy_section, fill_repository, repository_url  # noqa: F401
 
 RELEASE, SOLUTIONS = REPO / "assignments", REPO / "solutions"
 EXECUTE_TIMEOUT_S = 600
@@ -49,11 +49,10 @@ def _sections(ids: list[str] | None) -> list[str]:
 
 def _normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     nb.metadata.pop("autograder_run", None)
-    url = repository_url()
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
-        if cell.cell_type == "code" and REPOSITORY_TOKEN in cell.source:
-            cell.source = cell.source.replace(REPOSITORY_TOKEN, url)
+        if cell.cell_type == "code":
+            cell.source = fill_repository(cell.source)
     return nb
 
 

@@ -61,6 +61,8 @@ def nbgrader_config(root: Path) -> Config:
 
 
 REPOSITORY_TOKEN = "@REPOSITORY@"     # in a notebook's source: the repository's URL (the Colab install line)
+# A live demo's widgets in an output bundle; the same bundle carries the demo's static view (image/png).
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def repository_url() -> str:
@@ -73,6 +75,11 @@ def repository_url() -> str:
         return tomllib.load(f)["project"]["urls"]["Repository"]
 
 
+def fill_repository(source: str) -> str:
+    """``source`` with :data:`REPOSITORY_TOKEN` replaced by :func:`repository_url`."""
+    return source.replace(REPOSITORY_TOKEN, repository_url()) if REPOSITORY_TOKEN in source else source
+
+
 def copy_section(src: Path, dest: Path) -> None:
     """Copy a section's folder for nbgrader, with :data:`REPOSITORY_TOKEN` replaced in its notebooks.
 
@@ -80,11 +87,10 @@ def copy_section(src: Path, dest: Path) -> None:
     release, Validate and the grader all see the same source.
     """
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
-    url = repository_url()
     for path in dest.glob("*.ipynb"):
         text = path.read_text(encoding="utf-8")
         if REPOSITORY_TOKEN in text:
-            path.write_text(text.replace(REPOSITORY_TOKEN, url), encoding="utf-8")
+            path.write_text(fill_repository(text), encoding="utf-8")
 
 
 def prepare(root: Path, assignments: list[str], course: Path = COURSE) -> NbGraderAPI:

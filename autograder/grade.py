@@ -34,7 +34,7 @@ import nbformat
 from secondorder.exercises import EXERCISES
 
 from . import audit as audit_mod
-from .course import COURSE, REPO, assignments_in_course, nbgrader_config, prepare, sanitize
+from .course import COURSE, REPO, WIDGET_VIEW, assignments_in_course, nbgrader_config, prepare, sanitize
 from .executors import ClusterError, UnitLost, make_executor, run_unit
 from .replay import ReplayExecute
 from .sandbox import Sandbox
@@ -499,9 +499,6 @@ def _autograde_preprocessors():
     from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, LimitOutput, SaveAutoGrades
     return [ReplayExecute, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties,
             CheckCellMetadata]
-
-
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def _feedback_preprocessors():

@@ -37,11 +37,10 @@ import yaml
 
 from .build import RELEASE, run_all
 from .build import repository_url as _repository_url
-from .course import COURSE, REPO
+from .course import COURSE, REPO, WIDGET_VIEW
 
 SITE = REPO / "build" / "site"
 TITLE = "Second-Order Methods"
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 # MathJax 3, the component Sphinx loads from its CDN by default, here from the site's _static/mathjax/.
 MATHJAX = "mathjax/tex-mml-chtml.js"
 # textmacros, as in JupyterLab: \text{(N\&W 6.6)} shows an ampersand, not "\&".

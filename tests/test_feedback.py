@@ -2,7 +2,8 @@
 
 import nbformat
 
-from autograder.grade import WIDGET_VIEW, _feedback_preprocessors
+from autograder.course import WIDGET_VIEW
+from autograder.grade import _feedback_preprocessors
 
 
 def test_feedback_shows_the_static_view_of_a_demo_and_leaves_other_outputs_alone():

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from jupyter_core.paths import jupyter_path
 
+from autograder.site import released_sections
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:
@@ -110,10 +112,6 @@ def postbuild_commands() -> list[list[str]]:
     """The ``jupyter ...`` commands of postBuild, continuation lines joined, split as the shell does."""
     text = (ROOT / "postBuild").read_text().replace("\\\n", " ")
     return [shlex.split(line) for line in text.splitlines() if line.startswith("jupyter ")]
-
-
-def released_sections() -> list[str]:
-    return sorted(p.name for p in (ROOT / "assignments").iterdir() if (p / f"{p.name}.ipynb").exists())
 
 
 def test_binder_hides_the_instructor_tools_and_keeps_validate():
