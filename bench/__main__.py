@@ -14,7 +14,18 @@ import traceback
 
 import torch
 
-from bench import demos, hvp, kfac, lbfgs_step, minimize_vs_scipy, spectral, structured, two_loop_bandwidth
+from bench import (
+    demos,
+    hvp,
+    kfac,
+    lbfgs_step,
+    mgh,
+    minimize_vs_scipy,
+    shampoo_soap,
+    spectral,
+    structured,
+    two_loop_bandwidth,
+)
 
 COLUMNS = ["benchmark", "case", "ours", "anchor", "ratio", "target", "note"]
 
@@ -39,12 +50,15 @@ def parts(device: str, quick: bool) -> dict:
     """The benchmark parts by name, each a function returning rows."""
     sizes = (10**5, 10**6) if quick else (10**5, 10**6, 10**7)
     return {"quasi-newton": lambda: minimize_vs_scipy.run() if device == "cpu" else [],
-            "lbfgs-step": lambda: lbfgs_step.run(sizes=sizes, device=device),
+            "mgh": lambda: mgh.run() if device == "cpu" else [],
+            "lbfgs-step": lambda: lbfgs_step.run(sizes=(10, 1000) + sizes if quick else (10, 50, 1000) + sizes,
+                                                 fresh_sizes=(50,) if quick else (10, 50, 1000), device=device),
             "two-loop": lambda: two_loop_bandwidth.run(sizes=sizes[1:], device=device),
             "hvp": lambda: hvp.run(device=device),
             "spectral": lambda: spectral.run(device=device),
             "kfac": lambda: kfac.run(device=device),
             "structured": lambda: structured.run(device=device),
+            "shampoo-soap": lambda: shampoo_soap.run(device=device),
             "demos": lambda: demos.run(device=device)}
 
 

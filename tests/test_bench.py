@@ -73,3 +73,18 @@ def test_gpu_check_rehearsal_on_cpu(tmp_path):
     log = (tmp_path / "tests.log").read_text()
     assert " passed" in log and " failed" not in log and "test_sections" not in log
     assert "Lanczos vs power iteration" in (tmp_path / "bench.md").read_text()
+
+
+def test_shampoo_soap_without_its_references_says_how_to_get_them(monkeypatch, tmp_path):
+    from torch import nn
+
+    from bench import shampoo_soap
+
+    monkeypatch.setattr(sys, "path", list(sys.path))        # the loader adds SHAMPOO_REFERENCE_PATH to it
+    monkeypatch.setenv("SHAMPOO_REFERENCE_PATH", str(tmp_path))
+    monkeypatch.setenv("SOAP_REFERENCE_PATH", str(tmp_path))  # no soap.py there
+    monkeypatch.setitem(sys.modules, "distributed_shampoo", None)  # makes the import fail even if installed
+    assert shampoo_soap.shampoo_reference() is None and shampoo_soap.soap_reference() is None
+    assert shampoo_soap.agreement_rows("cpu") == []
+    rows = shampoo_soap.step_time_rows("one layer", nn.Linear(4, 4), "cpu", rounds=1)
+    assert [r["note"] for r in rows] == [shampoo_soap.SHAMPOO_HOW, shampoo_soap.SOAP_HOW]

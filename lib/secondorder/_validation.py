@@ -78,14 +78,14 @@ def check_count(name: str, value: object, minimum: int = 1) -> int:
     return value
 
 
-def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
-    """Check a scalar hyperparameter is a finite positive number."""
+def check_positive(name: str, value: float, *, allow_zero: bool = False, allow_inf: bool = False) -> float:
+    """Check a scalar hyperparameter is a positive number, finite unless ``allow_inf``."""
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number, got {value!r}") from None
     ok = v >= 0 if allow_zero else v > 0
-    if not (ok and v < float("inf")):
+    if not (ok and (allow_inf or v < float("inf"))):
         bound = "≥ 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be finite and {bound}, got {value!r}")
+        raise ValueError(f"{name} must be {'' if allow_inf else 'finite and '}{bound}, got {value!r}")
     return v

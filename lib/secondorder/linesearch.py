@@ -9,6 +9,8 @@ Equation and algorithm numbers refer to [NW]_.
 References
 ----------
 .. [NW] J. Nocedal and S. J. Wright, *Numerical Optimization*, 2nd ed., Springer, 2006.
+.. [HZ] W. W. Hager and H. Zhang, "A new conjugate gradient method with guaranteed descent and an
+   efficient line search", *SIAM Journal on Optimization* 16(1), 170–192, 2005.
 """
 
 from __future__ import annotations
@@ -106,6 +108,37 @@ def cubic_minimizer(a: float, fa: float, da: float, b: float, fb: float, db: flo
     return t if math.isfinite(t) else None
 
 
+def _extrapolate(prev: tuple, cur: tuple) -> float:
+    r"""Next trial step of the bracketing phase, beyond ``cur``, from ``(α, φ, φ')`` at two steps.
+
+    The minimizer of the cubic (3.59) through both points, kept within
+    :math:`[\alpha + 1.1(\alpha - \alpha_{prev}),\ 10\alpha]` so that the bracket grows fast; where
+    the cubic has no minimizer, the upper end. Except where :math:`\phi'` did not change at all:
+    a straight stretch of :math:`\phi` says nothing about where it turns up, and a tenfold jump
+    would skip the basins that begin just after it (scipy's gh-12157, where a line meets a cosine
+    at :math:`\alpha = 1`), so there the step only doubles (or goes to the lower end, if larger),
+    the growth of scipy's ``scalar_search_wolfe2``.
+    """
+    lo_b, hi_b = cur[0] + 1.1 * (cur[0] - prev[0]), 10.0 * cur[0]
+    if abs(cur[2] - prev[2]) <= 1e-10 * abs(prev[2]):
+        # Equal slopes (to rounding): the cubic degenerates to a line, and whatever minimizer
+        # rounding gives it is meaningless.
+        t = 2.0 * cur[0]
+    else:
+        t = cubic_minimizer(prev[0], prev[1], prev[2], cur[0], cur[1], cur[2])
+    return min(max(t if t is not None else hi_b, lo_b), hi_b)
+
+
+#: Values of φ closer than this many units in the last place of φ(0) are treated as equal.
+NOISE_ULPS = 16
+
+
+def _eps(f: Tensor) -> float:
+    """Machine epsilon of the dtype ``f`` is computed in (float64 for a Python number)."""
+    dtype = f.dtype if isinstance(f, Tensor) and f.is_floating_point() else torch.float64
+    return torch.finfo(dtype).eps
+
+
 def _start(fun, x, d, f0, g0):
     check_vector("x", x)
     check_vector("d", d, n=x.shape[0], like=x, like_name="x")
@@ -147,8 +180,10 @@ def strong_wolfe(fun: ValueAndGrad, x: Tensor, d: Tensor, f0: Tensor | None = No
     r"""Line search for the strong Wolfe conditions, Algorithms 3.5 (bracketing) and 3.6 (zoom) of [NW]_.
 
     The bracketing phase grows the trial step until it brackets an interval that holds acceptable
-    steps; the zoom phase shrinks that interval by safeguarded cubic interpolation (3.59). A trial
-    whose value is NaN or infinite counts as a step that was too long.
+    steps (by cubic extrapolation, at most tenfold per trial, only doubling along a straight
+    stretch of :math:`\phi`: see ``_extrapolate``); the zoom phase shrinks that interval by
+    safeguarded cubic interpolation (3.59). A trial whose value is NaN or infinite counts as a step
+    that was too long.
 
     Parameters
     ----------
@@ -173,6 +208,12 @@ def strong_wolfe(fun: ValueAndGrad, x: Tensor, d: Tensor, f0: Tensor | None = No
     phi0, dphi0 = float(f0), float(torch.dot(g0, d))
     if not dphi0 < 0:
         return LineSearchResult(0.0, x, f0, g0, nfev, "not_descent")
+    # Differences of φ below its rounding error carry no information: near a minimizer of a large f
+    # (Moré–Garbow–Hillstrom's Brown–Dennis, f* ≈ 8.6e4) every decrease the Armijo test asks for is
+    # smaller than the rounding of f itself. Values within ``noise`` of each other count as equal, and
+    # sufficient decrease may then be shown by the slope: the approximate Wolfe condition
+    # φ'(α) ≤ (2c₁ − 1) φ'(0) of [HZ]_ (exact for a quadratic φ), where |φ(α) − φ(0)| ≤ noise.
+    noise = NOISE_ULPS * _eps(f0) * abs(phi0)
 
     def evaluate(alpha):
         xa = x + alpha * d
@@ -183,7 +224,8 @@ def strong_wolfe(fun: ValueAndGrad, x: Tensor, d: Tensor, f0: Tensor | None = No
         return (alpha, fa_, float(torch.dot(ga, d)) if fa_ < math.inf else math.nan, xa, fa, ga)
 
     def armijo(p):
-        return p[1] <= phi0 + c1 * p[0] * dphi0
+        return (p[1] <= phi0 + c1 * p[0] * dphi0
+                or (abs(p[1] - phi0) <= noise and p[2] <= (2.0 * c1 - 1.0) * dphi0))
 
     def curvature(p):
         return abs(p[2]) <= -c2 * dphi0
@@ -196,7 +238,7 @@ def strong_wolfe(fun: ValueAndGrad, x: Tensor, d: Tensor, f0: Tensor | None = No
     while nfev < max_evals:                                   # Algorithm 3.5: bracketing
         cur = evaluate(alpha)
         nfev += 1
-        if not armijo(cur) or (prev[0] > 0 and cur[1] >= prev[1]):
+        if not armijo(cur) or (prev[0] > 0 and cur[1] >= prev[1] + noise):
             lo, hi = prev, cur
             break
         if curvature(cur):
@@ -204,10 +246,7 @@ def strong_wolfe(fun: ValueAndGrad, x: Tensor, d: Tensor, f0: Tensor | None = No
         if cur[2] >= 0:
             lo, hi = cur, prev
             break
-        # Extrapolate: a cubic step, kept within [α + 1.1(α − α_prev), 10α] so the bracket grows fast.
-        lo_b, hi_b = cur[0] + 1.1 * (cur[0] - prev[0]), 10.0 * cur[0]
-        t = cubic_minimizer(prev[0], prev[1], prev[2], cur[0], cur[1], cur[2])
-        prev, alpha = cur, min(max(t if t is not None else hi_b, lo_b), hi_b)
+        prev, alpha = cur, _extrapolate(prev, cur)
     else:
         return result(prev, "max_evals" if prev[0] > 0 else "nonfinite")
 
@@ -228,7 +267,7 @@ def strong_wolfe(fun: ValueAndGrad, x: Tensor, d: Tensor, f0: Tensor | None = No
             t = min(max(t, a_min + margin), a_max - margin)
         cur = evaluate(t)
         nfev += 1
-        if not armijo(cur) or cur[1] >= lo[1]:
+        if not armijo(cur) or cur[1] >= lo[1] + noise:
             hi = cur
             continue
         if curvature(cur):

@@ -126,7 +126,7 @@ class _Newton(_Direction):
 
     def direction(self, x, g):
         hess = self.options["hess"]
-        Hf = hess(x.detach()) if hess is not None else torch.func.hessian(self.f)(x.detach())   # (n, n)
+        Hf = hess(x.detach().clone()) if hess is not None else torch.func.hessian(self.f)(x.detach())   # (n, n)
         Hf = 0.5 * (Hf + Hf.T)
         eye = torch.eye(Hf.shape[0], dtype=Hf.dtype, device=Hf.device)
         beta = 1e-3 * float(Hf.abs().max()) or 1e-3
@@ -293,8 +293,10 @@ _RULES = {cls.name: cls for cls in (_GradientDescent, _Newton, _SR1, _BFGS, _DFP
 def _value_and_grad(f: Callable, jac: bool) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
     if jac:
         def fun(x):
-            fx, gx = f(x)
-            return fx.detach(), gx.detach()
+            # f gets a copy: a function that writes into its argument must not move the iterate
+            # (SciPy copies too, gh-13740).
+            fx, gx = f(x.clone())
+            return torch.as_tensor(fx).detach(), torch.as_tensor(gx).detach()
         return fun
 
     def fun(x):
@@ -491,6 +493,8 @@ def minimize(f: Callable[[Tensor], Tensor], x0: Tensor, method: str = "bfgs", *,
                 callback(row)
             g = g_new
             continue
+        if failed and nfev >= max_fev:                        # the budget cut the line search short
+            return finish(False, f"stopped: {nfev} function evaluations reached max_fev", k)
         if failed:
             why = {"nonfinite": "f is NaN or infinite everywhere along the search direction",
                    "not_descent": "the search direction is not a descent direction"}.get(

@@ -90,8 +90,8 @@ class BFGS(ClosureQuasiNewton):
         eps = self.param_groups[0]["curvature_eps"]
         return {"accept": _pair_accepted(s, y, torch.dot(y, s), eps), "step_max": _abs_max(s)}
 
-    def _commit(self, state: dict, accept: bool) -> None:
-        if not accept:
+    def _commit(self, state: dict, host: dict[str, float]) -> None:
+        if not host["accept"] > 0:
             return
         s, y = self._pending
         H = state["H"]

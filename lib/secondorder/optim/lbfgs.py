@@ -1,8 +1,12 @@
 r"""L-BFGS as a ``torch.optim`` optimizer: a drop-in for :class:`torch.optim.LBFGS`.
 
 The outer iteration is Algorithm 7.5 of [NW]_ with the conventions of ``torch.optim.LBFGS``
-(closure, termination rules, first step, curvature-pair rule), so the iterates agree with torch's
-to rounding. What differs is how the direction :math:`d_k = -H_k g_k` is computed:
+(closure, termination rules, first step, curvature-pair rule). With ``line_search_fn=None`` the
+iterates agree with torch's to rounding. With ``line_search_fn="strong_wolfe"`` they do not in
+general: the step comes from :func:`secondorder.linesearch.strong_wolfe` (Algorithms 3.5–3.6 of
+[NW]_), not from torch's port of minFunc's search, so the accepted step lengths and the number of
+evaluations can differ from the first line search on (both steps satisfy the strong Wolfe
+conditions). What differs in every case is how the direction :math:`d_k = -H_k g_k` is computed:
 
 * the pairs live in one preallocated ring buffer on the parameters' device instead of lists of
   freshly allocated tensors;
@@ -29,7 +33,7 @@ state key           shape                   meaning
                                             its diagonal is :math:`1/\rho_i` (7.17)
 ``yy``              ``(m + 1, m + 1)``      ``yy[i, j]`` = :math:`y_i^\top y_j`
 ``pg``              ``(2, m + 1)``          :math:`s_i^\top g_{k-1}` and :math:`y_i^\top g_{k-1}`
-``H_diag``          ``()``                  :math:`\gamma_k` of :math:`H_k^0 = \gamma_k I` (7.20)
+``H_diag``          float                   :math:`\gamma_k` of :math:`H_k^0 = \gamma_k I` (7.20)
 ``d``, ``t``        ``(n,)``, float         :math:`d_k` and the step length :math:`\alpha_k`
 ``flat_grad``,      ``(n,)`` each           work buffer and :math:`g_{k-1}` (the gradient
 ``prev_flat_grad``                          where ``d`` was computed)
@@ -50,6 +54,7 @@ References
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -60,11 +65,19 @@ from ..linesearch import strong_wolfe
 
 LINE_SEARCHES = (None, "strong_wolfe")
 
+#: The options of a parameter group (torch's base class adds others, such as ``differentiable``).
+OPTIONS = ("lr", "max_iter", "max_eval", "tolerance_grad", "tolerance_change", "line_search_fn",
+           "curvature_eps", "history_size", "max_dense")
+
 #: torch.optim.LBFGS keeps a pair only when y·s exceeds this absolute threshold.
 TORCH_CURVATURE_THRESHOLD = 1e-10
 
 #: On a multi-threaded CPU, a pair buffer larger than this is multiplied row by row (LBFGS._by_rows).
 ROW_KERNEL_MIN_BYTES = 1 << 26
+
+#: Up to this many entries, max |x_i| is one ``vector_norm`` call; above, ``aminmax``, which reads x
+#: once without a temporary (17× faster at n = 1e7 on a 2-core CPU).
+ONE_CALL_ABS_MAX = 1 << 16
 
 
 def compact_coefficients(a: Tensor, b: Tensor, sy: Tensor, yy: Tensor, gamma: Tensor | float
@@ -105,16 +118,54 @@ def compact_coefficients(a: Tensor, b: Tensor, sy: Tensor, yy: Tensor, gamma: Te
     -------
     u, v : Tensor, shape (k,)
     """
+    neg_u, neg_v = _negated_coefficients(a, b, sy, yy, gamma)
+    return neg_u.neg_(), neg_v.neg_()
+
+
+def _negated_coefficients(a: Tensor, b: Tensor, sy: Tensor, yy: Tensor, gamma: Tensor | float
+                          ) -> tuple[Tensor, Tensor]:
+    r""":math:`-u` and :math:`-v` of :func:`compact_coefficients`, the signs the direction needs.
+
+    Five kernels, two of them the triangular solves: :math:`-v = R^{-1}a` and
+    :math:`-u = R^{-\top}\bigl(-D(-v) + \gamma(b - Y^\top Y (-v))\bigr)`.
+    """
     # solve_triangular reads only the named triangle, so R = triu(sy) is never formed (torch.triu
     # also starts a thread team even for a 10 × 10 matrix).
-    v = -torch.linalg.solve_triangular(sy, a.unsqueeze(-1), upper=True).squeeze(-1)        # (k,)
-    rhs = -(torch.diagonal(sy) * v + gamma * (yy @ v)) - gamma * b                          # (k,)
-    u = torch.linalg.solve_triangular(sy.mT, rhs.unsqueeze(-1), upper=False).squeeze(-1)   # (k,)
-    return u, v
+    neg_v = torch.linalg.solve_triangular(sy, a.unsqueeze(-1), upper=True).squeeze(-1)     # (k,)
+    rhs = torch.addmv(b, yy, neg_v, alpha=-1).mul_(gamma)                                 # γ(b - YᵀY(-v))
+    rhs.addcmul_(torch.diagonal(sy), neg_v, value=-1)                                     # (k,)
+    neg_u = torch.linalg.solve_triangular(sy.mT, rhs.unsqueeze(-1), upper=False).squeeze(-1)
+    return neg_u, neg_v
+
+
+@lru_cache(maxsize=4096)
+def _chronological(m1: int, head: int, k: int, device: torch.device) -> tuple[list[int], Tensor | slice]:
+    """Slots of the ``k`` stored pairs of a ring of ``m1`` slots, oldest first; cached.
+
+    Returned as a list and as an index for :func:`_select` and :func:`_scatter`: a slice while the
+    ring has not wrapped (views, no copy), else an index tensor of shape (k,).
+    """
+    slots = [(head + i) % m1 for i in range(k)]
+    return slots, (slice(0, k) if head == 0 else torch.tensor(slots, device=device))
+
+
+def _select(M: Tensor, idx: Tensor | slice, dims: tuple[int, ...]) -> Tensor:
+    """``M`` restricted to ``idx`` along each of ``dims``.
+
+    ``index_select``, not advanced indexing: torch's indexing kernel starts a thread team, which
+    made it 1000× slower than the copy itself when another process kept a core busy.
+    """
+    if isinstance(idx, slice):
+        return M[tuple(idx if i in dims else slice(None) for i in range(M.dim()))]
+    for dim in dims:
+        M = M.index_select(dim, idx)
+    return M
 
 
 def _abs_max(x: Tensor) -> Tensor:
-    r""":math:`\max_i |x_i|` as a 0-d tensor, without the temporary ``x.abs()`` (same value, NaN too)."""
+    r""":math:`\max_i |x_i|` as a 0-d tensor (NaN if any entry is NaN), in the fewest passes for its size."""
+    if x.numel() <= ONE_CALL_ABS_MAX:
+        return torch.linalg.vector_norm(x, float("inf"))
     lo, hi = torch.aminmax(x)
     return torch.maximum(-lo, hi)
 
@@ -153,8 +204,10 @@ def check_closure_options(lr, max_iter, max_eval, tolerance_grad, tolerance_chan
     if curvature_eps is not None:
         curvature_eps = check_positive("curvature_eps", curvature_eps, allow_zero=True)
     return dict(lr=lr, max_iter=max_iter, max_eval=max_eval,
-                tolerance_grad=check_positive("tolerance_grad", tolerance_grad, allow_zero=True),
-                tolerance_change=check_positive("tolerance_change", tolerance_change, allow_zero=True),
+                # inf is allowed, as torch allows it: tolerance_grad=inf stops after one evaluation.
+                tolerance_grad=check_positive("tolerance_grad", tolerance_grad, allow_zero=True, allow_inf=True),
+                tolerance_change=check_positive("tolerance_change", tolerance_change, allow_zero=True,
+                                                allow_inf=True),
                 line_search_fn=line_search_fn, curvature_eps=curvature_eps)
 
 
@@ -174,6 +227,7 @@ class FlatParams:
         self.sizes = [v.numel() for v in views]
         self.n = sum(self.sizes)
         self.dtype, self.device = kinds.pop()
+        self._split: tuple[Tensor, list[tuple[Tensor, Tensor]]] | None = None
 
     @staticmethod
     def _real(t: Tensor) -> Tensor:
@@ -198,11 +252,18 @@ class FlatParams:
         """A copy of the parameters as one vector, shape ``(n,)``."""
         return torch.cat([self._real(p).reshape(-1) for p in self.params])
 
+    def _parts(self, d: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """(parameter, its slice of ``d`` shaped like it) pairs; cached for the last ``d`` seen."""
+        if self._split is None or self._split[0] is not d:
+            parts = [(p, part.view_as(p)) for p, part in
+                     zip(map(self._real, self.params), torch.split(d, self.sizes))]
+            self._split = (d, parts)       # holding d keeps the identity test sound
+        return self._split[1]
+
     def add_(self, t: float, d: Tensor) -> None:
         r""":math:`x \leftarrow x + t\, d` (the update torch.optim.LBFGS makes, in the same arithmetic)."""
-        for p, part in zip(self.params, torch.split(d, self.sizes)):
-            p = self._real(p)
-            p.add_(part.view_as(p), alpha=t)
+        for p, part in self._parts(d):
+            p.add_(part, alpha=t)
 
     def set_(self, x: Tensor) -> None:
         r""":math:`x \leftarrow` ``x``."""
@@ -244,8 +305,8 @@ class ClosureQuasiNewton(Optimizer):
         """Form the pair :math:`(t d, g - g_{prev})`; return ``accept`` and ``step_max`` on the device."""
         raise NotImplementedError
 
-    def _commit(self, state: dict, accept: bool) -> None:
-        """Store the proposed pair if ``accept``."""
+    def _commit(self, state: dict, host: dict[str, float]) -> None:
+        """Store the proposed pair if the scalars read after the evaluation (``host``) accept it."""
         raise NotImplementedError
 
     def _direction(self, state: dict, g: Tensor) -> Tensor:
@@ -318,7 +379,7 @@ class ClosureQuasiNewton(Optimizer):
             self._reset(state)
             state["d"] = torch.neg(g, out=state.get("d"))
             return state["d"]
-        self._commit(state, host["accept"] > 0)
+        self._commit(state, host)
         return self._direction(state, g)
 
     def _initial_step(self, state: dict, host: dict[str, float], lr: float) -> float:
@@ -363,8 +424,10 @@ class ClosureQuasiNewton(Optimizer):
             d = self._search_direction(state, host)
             self._advance(state, loss)
             t = self._initial_step(state, host, lr)
-            if float(torch.dot(state["prev_flat_grad"], d)) > -group["tolerance_change"]:
-                break                                   # not a descent direction (to tolerance)
+            if not float(torch.dot(state["prev_flat_grad"], d)) < -group["tolerance_change"]:
+                # Not a descent direction (to tolerance), or not finite: torch would step along a NaN
+                # direction and leave NaN parameters; here the step ends and the parameters stay.
+                break
             prev_loss = loss
             host, n_evals = self._move(closure, group, state, d, t, loss, max_eval - evals,
                                        last=n_iter == max_iter)
@@ -375,12 +438,24 @@ class ClosureQuasiNewton(Optimizer):
             loss = host["loss"]
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Load a state; its tensors are copied, so the source optimizer's buffers are never shared."""
+        """Load a state; its tensors are copied, so the source optimizer's buffers are never shared.
+
+        Entries of ``self.state`` that are not per-parameter dicts (a load-state-dict post-hook may
+        add any value, as torch's own tests do) are left as they are; options missing from a saved
+        parameter group (a state saved before the option existed) take this optimizer's defaults.
+        """
         super().load_state_dict(state_dict)
+        for group in self.param_groups:        # a state saved before an option existed lacks its key
+            for key in set(OPTIONS) & set(self.defaults):
+                group.setdefault(key, self.defaults[key])
         for state in self.state.values():
+            if not isinstance(state, dict):
+                continue
             for key, value in state.items():
                 if isinstance(value, Tensor):
                     state[key] = value.clone()
+            if isinstance(state.get("H_diag"), Tensor):      # saved when γ was kept as a tensor
+                state["H_diag"] = float(state["H_diag"])
         self._pending = None
 
 
@@ -389,8 +464,9 @@ class LBFGS(ClosureQuasiNewton):
 
     Same constructor, defaults, closure semantics, termination rules and first step
     :math:`\min(1, 1/\|g_0\|_1)\cdot` ``lr`` as torch; with the default ``curvature_eps=None`` the
-    same rule for keeping a pair (:math:`y^\top s > 10^{-10}`), so the iterates agree with torch's to
-    rounding. Each iteration stores :math:`s_k = x_{k+1} - x_k`, :math:`y_k = g_{k+1} - g_k`
+    same rule for keeping a pair (:math:`y^\top s > 10^{-10}`), so without a line search the iterates
+    agree with torch's to rounding (with ``line_search_fn="strong_wolfe"`` the line searches differ:
+    see the module docstring). Each iteration stores :math:`s_k = x_{k+1} - x_k`, :math:`y_k = g_{k+1} - g_k`
     (dropping the oldest of ``history_size`` pairs), sets
     :math:`\gamma_{k+1} = s_k^\top y_k / y_k^\top y_k` (7.20) from that newest pair, and moves along
     :math:`d_{k+1} = -H_{k+1} g_{k+1}` (the matrix of (7.19), applied through
@@ -430,15 +506,16 @@ class LBFGS(ClosureQuasiNewton):
                                          line_search_fn, curvature_eps)
         defaults["history_size"] = check_count("history_size", history_size, 1)
         super().__init__(params, defaults)
-        self._slot_index: dict[tuple, tuple[list[int], Tensor]] = {}
-        self._row_views: tuple[Tensor, list[Tensor]] | None = None
+        self._row_views: tuple[Tensor, list[Tensor], bool] | None = None
+        # torch compares y·s > 1e-10 in the parameters' dtype; on the host the threshold is rounded alike.
+        self._threshold = torch.tensor(TORCH_CURVATURE_THRESHOLD, dtype=self._flat.dtype).item()
 
     def _allocate(self, state: dict) -> None:
         m1, n = self.param_groups[0]["history_size"] + 1, self._flat.n
         like = dict(dtype=self._flat.dtype, device=self._flat.device)
         state.update(pairs=torch.zeros(2, m1, n, **like), sy=torch.zeros(m1, m1, **like),
                      yy=torch.zeros(m1, m1, **like), pg=torch.zeros(2, m1, **like),
-                     H_diag=torch.ones((), **like), d=torch.zeros(n, **like), head=0, count=0)
+                     H_diag=1.0, d=torch.zeros(n, **like), head=0, count=0)
 
     def _slots(self, state: dict) -> int:
         m1 = state["pairs"].shape[1]
@@ -450,34 +527,39 @@ class LBFGS(ClosureQuasiNewton):
     def _reset(self, state: dict) -> None:
         for key in ("pairs", "sy", "yy", "pg"):
             state[key].zero_()
-        state["H_diag"].fill_(1.0)
+        state["H_diag"] = 1.0
         state["head"] = state["count"] = 0
 
     def _propose(self, state: dict, g: Tensor, g_prev: Tensor) -> dict[str, Tensor]:
         pairs, m1 = state["pairs"], self._slots(state)
         c = (state["head"] + state["count"]) % m1           # the free slot
-        s, y = pairs[0, c], pairs[1, c]                     # (n,), (n,)
+        rows = self._rows(pairs)
+        s, y = rows[c], rows[m1 + c]                        # (n,), (n,)
         torch.mul(state["d"], state["t"], out=s)
         torch.sub(g, g_prev, out=y)
         pg = self._products(pairs, g)                        # (2, m+1): s_i·g, y_i·g
         # s_i·y = s_i·g - s_i·g_prev: no third pass over the buffer. Slot c was just overwritten,
-        # so its entries are computed directly (in torch's arithmetic: they decide acceptance).
+        # so its entries (y·s, y·y) are computed directly: they decide acceptance and γ.
         py = pg - state["pg"]                                 # (2, m+1)
-        ys, yy = torch.dot(y, s), torch.dot(y, y)
-        py[0, c], py[1, c] = ys, yy
-        eps = self.param_groups[0]["curvature_eps"]
-        accept = ys > TORCH_CURVATURE_THRESHOLD if eps is None else _pair_accepted(s, y, ys, eps)
+        new = self._pair_products(pairs, c)                   # (2,): y·s, y·y
+        py[:, c] = new
         self._pending = (c, pg, py)
-        return {"accept": accept, "step_max": _abs_max(s)}
+        ys, yy = new.unbind()
+        values = {"ys": ys, "yy": yy, "step_max": _abs_max(s)}
+        eps = self.param_groups[0]["curvature_eps"]
+        if eps is not None:
+            values["accept"] = _pair_accepted(s, y, ys, eps)
+        return values
 
-    def _commit(self, state: dict, accept: bool) -> None:
+    def _commit(self, state: dict, host: dict[str, float]) -> None:
         c, _, py = self._pending
-        if not accept:
+        eps = self.param_groups[0]["curvature_eps"]
+        if not (host["ys"] > self._threshold if eps is None else host["accept"] > 0):
             return
         state["sy"][:, c] = py[0]
         state["yy"][:, c] = py[1]
         state["yy"][c, :] = py[1]
-        state["H_diag"] = py[0, c] / py[1, c]              # γ = s·y / y·y   (7.20)
+        state["H_diag"] = host["ys"] / host["yy"]         # γ = s·y / y·y   (7.20), a host number
         if state["count"] == state["pairs"].shape[1] - 1:
             state["head"] = (state["head"] + 1) % state["pairs"].shape[1]
         else:
@@ -488,44 +570,49 @@ class LBFGS(ClosureQuasiNewton):
         if self._pending is not None:
             state["pg"] = self._pending[1]                  # now the products with g_{k-1}
 
-    def _chronological(self, head: int, k: int, device: torch.device) -> tuple[list[int], Tensor]:
-        """Slots of the stored pairs, oldest first, as a list and a tensor of shape (k,); cached."""
-        key = (head, k, device)
-        if key not in self._slot_index:
-            m1 = self.state[self._params[0]]["pairs"].shape[1]
-            slots = [(head + i) % m1 for i in range(k)]
-            self._slot_index[key] = (slots, torch.tensor(slots, device=device))
-        return self._slot_index[key]
-
     def _direction(self, state: dict, g: Tensor) -> Tensor:
         head, k, gamma, d = state["head"], state["count"], state["H_diag"], state["d"]
         if k == 0:
             return torch.mul(g, -gamma, out=d)
         pairs, m1 = state["pairs"], state["pairs"].shape[1]
-        slots, idx = self._chronological(head, k, d.device)                       # k, (k,)
-        pg = self._pending[1][:, idx]                                             # (2, k): S^T g, Y^T g
-        rows, cols = idx.unsqueeze(1), idx
-        u, v = compact_coefficients(pg[0], pg[1], state["sy"][rows, cols], state["yy"][rows, cols],
-                                    gamma)                                        # (k,), (k,)
+        slots, idx = _chronological(m1, head, k, d.device)                        # k, (k,) or a slice
+        a, b = _select(self._pending[1], idx, (1,)).unbind()                       # (k,) each: Sᵀg, Yᵀg
+        neg_u, neg_v = _negated_coefficients(a, b, _select(state["sy"], idx, (0, 1)),
+                                             _select(state["yy"], idx, (0, 1)), gamma)  # (k,), (k,)
         w = torch.zeros(2, m1, dtype=d.dtype, device=d.device)
-        w[:, idx] = torch.stack((u, gamma * v)).neg_()                            # (2, m+1) by slot
+        coef = torch.stack((neg_u, neg_v.mul_(gamma)))                             # (2, k)
+        if isinstance(idx, slice):
+            w[:, idx] = coef
+        else:
+            w.index_copy_(1, idx, coef)                                            # (2, m+1) by slot
         return self._combine(pairs, w, slots, g, gamma, d)                        # -(γ g + S u + γ Y v)
 
     # --- the two passes over the buffer ------------------------------------------------------
-    @staticmethod
-    def _by_rows(pairs: Tensor) -> bool:
+    def _by_rows(self, pairs: Tensor) -> bool:
         # Measured on a 2-core CPU (MKL, n = 1e6, m = 10): MKL's matrix-vector products ran no
         # faster on two threads, while torch's dot and addcmul did (1.6x), so once the buffer is out
         # of cache one level-1 kernel per row reads it faster. In cache, and on a GPU, one
         # matrix-vector product beats 2m + 2 separate calls.
-        return (pairs.device.type == "cpu" and torch.get_num_threads() > 1
-                and pairs.numel() * pairs.element_size() > ROW_KERNEL_MIN_BYTES)
+        self._rows(pairs)
+        return self._row_views[2] and torch.get_num_threads() > 1
 
     def _rows(self, pairs: Tensor) -> list[Tensor]:
-        """The buffer's rows as views, ``s`` slots then ``y`` slots; cached per buffer."""
+        """The buffer's rows as views, ``s`` slots then ``y`` slots; cached per buffer.
+
+        The cache also holds whether it is a large buffer on a CPU, the first condition of
+        :meth:`_by_rows`.
+        """
         if self._row_views is None or self._row_views[0] is not pairs:
-            self._row_views = (pairs, list(pairs.view(2 * pairs.shape[1], -1).unbind(0)))
+            large = pairs.device.type == "cpu" and pairs.numel() * pairs.element_size() > ROW_KERNEL_MIN_BYTES
+            self._row_views = (pairs, list(pairs.view(2 * pairs.shape[1], -1).unbind(0)), large)
         return self._row_views[1]
+
+    def _pair_products(self, pairs: Tensor, c: int) -> Tensor:
+        r""":math:`(y^\top s, y^\top y)` of the pair in slot ``c``, shape (2,)."""
+        y = pairs[1, c]
+        if self._by_rows(pairs):
+            return torch.stack((torch.dot(y, pairs[0, c]), torch.dot(y, y)))
+        return torch.mv(pairs[:, c], y)
 
     def _products(self, pairs: Tensor, g: Tensor) -> Tensor:
         r""":math:`[S; Y]\, g` over every slot, shape (2, m+1)."""
@@ -534,7 +621,7 @@ class LBFGS(ClosureQuasiNewton):
             return torch.stack([torch.dot(row, g) for row in self._rows(pairs)]).view(2, m1)
         return torch.mv(pairs.view(2 * m1, -1), g).view(2, m1)
 
-    def _combine(self, pairs: Tensor, w: Tensor, slots: list[int], g: Tensor, gamma: Tensor,
+    def _combine(self, pairs: Tensor, w: Tensor, slots: list[int], g: Tensor, gamma: float,
                  d: Tensor) -> Tensor:
         r"""``d`` = :math:`[S; Y]^\top w - \gamma g`; ``w`` (2, m+1) is zero outside ``slots``."""
         m1 = pairs.shape[1]
@@ -546,4 +633,4 @@ class LBFGS(ClosureQuasiNewton):
                 d.addcmul_(rows[r], coef[r])
             return d
         torch.mv(pairs.view(2 * m1, -1).T, w.view(-1), out=d)
-        return d.addcmul_(g, gamma, value=-1)
+        return d.add_(g, alpha=-gamma)

@@ -24,6 +24,7 @@ from secondorder.problems.classification import (
     softmax_regression,
     standardize_columns,
 )
+from secondorder.problems.mgh import MGH_NAMES, MGHProblem, mgh_problem, mgh_problems
 from secondorder.problems.mlp import build_mlp, cross_entropy_loss, tiny_mlp
 from secondorder.problems.quadratic import QuadraticProblem, quadratic
 from secondorder.problems.rosenbrock import RosenbrockProblem, rosenbrock, rosenbrock_function, rosenbrock_hessian
@@ -38,6 +39,8 @@ from secondorder.problems.transformer import (
 __all__ = [
     "BREAST_CANCER_CLASSES",
     "MAX_DENSE_HESSIAN",
+    "MGH_NAMES",
+    "MGHProblem",
     "CharLMProblem",
     "LinearClassificationProblem",
     "ModelProblem",
@@ -52,6 +55,8 @@ __all__ = [
     "load_corpus",
     "load_digits",
     "logistic_regression",
+    "mgh_problem",
+    "mgh_problems",
     "newton_reference",
     "next_token_loss",
     "quadratic",
