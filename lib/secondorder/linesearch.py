@@ -9,8 +9,6 @@ Equation and algorithm numbers refer to [NW]_.
 References
 ----------
 .. [NW] J. Nocedal and S. J. Wright, *Numerical Optimization*, 2nd ed., Springer, 2006.
-.. [HZ] W. W. Hager and H. Zhang, "A new conjugate gradient method with guaranteed descent and an
-   efficient line search", *SIAM Journal on Optimization* 16(1), 170–192, 2005.
 """
 
 from __future__ import annotations
@@ -129,16 +127,6 @@ def _extrapolate(prev: tuple, cur: tuple) -> float:
     return min(max(t if t is not None else hi_b, lo_b), hi_b)
 
 
-#: Values of φ closer than this many units in the last place of φ(0) are treated as equal.
-NOISE_ULPS = 16
-
-
-def _eps(f: Tensor) -> float:
-    """Machine epsilon of the dtype ``f`` is computed in (float64 for a Python number)."""
-    dtype = f.dtype if isinstance(f, Tensor) and f.is_floating_point() else torch.float64
-    return torch.finfo(dtype).eps
-
-
 def _start(fun, x, d, f0, g0):
     check_vector("x", x)
     check_vector("d", d, n=x.shape[0], like=x, like_name="x")
@@ -208,12 +196,6 @@ def strong_wolfe(fun: ValueAndGrad, x: Tensor, d: Tensor, f0: Tensor | None = No
     phi0, dphi0 = float(f0), float(torch.dot(g0, d))
     if not dphi0 < 0:
         return LineSearchResult(0.0, x, f0, g0, nfev, "not_descent")
-    # Differences of φ below its rounding error carry no information: near a minimizer of a large f
-    # (Moré–Garbow–Hillstrom's Brown–Dennis, f* ≈ 8.6e4) every decrease the Armijo test asks for is
-    # smaller than the rounding of f itself. Values within ``noise`` of each other count as equal, and
-    # sufficient decrease may then be shown by the slope: the approximate Wolfe condition
-    # φ'(α) ≤ (2c₁ − 1) φ'(0) of [HZ]_ (exact for a quadratic φ), where |φ(α) − φ(0)| ≤ noise.
-    noise = NOISE_ULPS * _eps(f0) * abs(phi0)
 
     def evaluate(alpha):
         xa = x + alpha * d
@@ -224,8 +206,7 @@ def strong_wolfe(fun: ValueAndGrad, x: Tensor, d: Tensor, f0: Tensor | None = No
         return (alpha, fa_, float(torch.dot(ga, d)) if fa_ < math.inf else math.nan, xa, fa, ga)
 
     def armijo(p):
-        return (p[1] <= phi0 + c1 * p[0] * dphi0
-                or (abs(p[1] - phi0) <= noise and p[2] <= (2.0 * c1 - 1.0) * dphi0))
+        return p[1] <= phi0 + c1 * p[0] * dphi0
 
     def curvature(p):
         return abs(p[2]) <= -c2 * dphi0
@@ -238,7 +219,7 @@ def strong_wolfe(fun: ValueAndGrad, x: Tensor, d: Tensor, f0: Tensor | None = No
     while nfev < max_evals:                                   # Algorithm 3.5: bracketing
         cur = evaluate(alpha)
         nfev += 1
-        if not armijo(cur) or (prev[0] > 0 and cur[1] >= prev[1] + noise):
+        if not armijo(cur) or (prev[0] > 0 and cur[1] >= prev[1]):
             lo, hi = prev, cur
             break
         if curvature(cur):
@@ -267,7 +248,7 @@ def strong_wolfe(fun: ValueAndGrad, x: Tensor, d: Tensor, f0: Tensor | None = No
             t = min(max(t, a_min + margin), a_max - margin)
         cur = evaluate(t)
         nfev += 1
-        if not armijo(cur) or cur[1] >= lo[1] + noise:
+        if not armijo(cur) or cur[1] >= lo[1]:
             hi = cur
             continue
         if curvature(cur):
