@@ -53,6 +53,7 @@ References
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 
@@ -424,7 +425,7 @@ class ClosureQuasiNewton(Optimizer):
             d = self._search_direction(state, host)
             self._advance(state, loss)
             t = self._initial_step(state, host, lr)
-            if not float(torch.dot(state["prev_flat_grad"], d)) < -group["tolerance_change"]:
+            if not -math.inf < float(torch.dot(state["prev_flat_grad"], d)) < -group["tolerance_change"]:
                 # Not a descent direction (to tolerance), or not finite: torch would step along a NaN
                 # direction and leave NaN parameters; here the step ends and the parameters stay.
                 break
