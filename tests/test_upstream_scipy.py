@@ -34,6 +34,7 @@ import pytest
 import secondorder as so
 import torch
 from secondorder import testing
+from test_linesearch import value_and_grad
 
 F64 = torch.float64
 
@@ -149,6 +150,15 @@ def _line_fun(name, device):
     return _counted(fg), A
 
 
+def _line_start(name, x, p, device):
+    """The counted function of case ``name``, its matrix, x and p as tensors, f and g at x (calls reset)."""
+    fun, A = _line_fun(name, device)
+    x, p = torch.as_tensor(x, dtype=F64, device=device), torch.as_tensor(p, dtype=F64, device=device)
+    f0, g0 = fun(x)
+    fun.calls = 0
+    return fun, A, x, p, f0, g0
+
+
 @pytest.mark.parametrize("name,x,p,old_f", _line_cases())
 def test_line_search_wolfe2(device, name, x, p, old_f):
     # Port of TestLineSearch.test_line_search_wolfe2. Upstream passes amax=512 and checks the strong Wolfe
@@ -156,10 +166,7 @@ def test_line_search_wolfe2(device, name, x, p, old_f):
     # amax; instead we check both outcomes exactly: along p, φ is a quadratic with leading coefficient
     # pᵀAp, so a strong Wolfe step exists iff pᵀAp > 0 (else φ' only decreases), and then the search
     # converges; otherwise it spends its budget and returns the best point with sufficient decrease.
-    fun, A = _line_fun(name, device)
-    x, p = torch.as_tensor(x, dtype=F64, device=device), torch.as_tensor(p, dtype=F64, device=device)
-    f0, g0 = fun(x)
-    fun.calls = 0
+    fun, A, x, p, f0, g0 = _line_start(name, x, p, device)
     alpha0 = _scipy_alpha0(float(f0), float(g0 @ p), old_f)
     res = so.strong_wolfe(fun, x, p, f0, g0, alpha0=alpha0)
     assert fun.calls == res.nfev                    # upstream: fcount == fc + gc
@@ -185,10 +192,7 @@ def test_line_search_wolfe2_finds_a_step_in_most_cases():
 def test_line_search_armijo(device, name, x, p, old_f):
     # Port of TestLineSearch.test_line_search_armijo: backtracking from α₀ = 1; the count of calls, the
     # value at the step, and the Armijo condition (the real one, see test_scalar_search_armijo).
-    fun, _ = _line_fun(name, device)
-    x, p = torch.as_tensor(x, dtype=F64, device=device), torch.as_tensor(p, dtype=F64, device=device)
-    f0, g0 = fun(x)
-    fun.calls = 0
+    fun, _, x, p, f0, g0 = _line_start(name, x, p, device)
     res = so.backtracking(fun, x, p, f0, g0)
     assert res.success and fun.calls == res.nfev
     fa, _ = fun(x + res.alpha * p)
@@ -204,12 +208,7 @@ def _gh12157(x0, u, scale):
         a = (x - x0) @ u
         return scale * torch.where(a < 1, -w * (a - 1), torch.cos(w * a - math.pi))
 
-    def fg(x):
-        x = x.detach().requires_grad_(True)
-        fx = f(x)
-        (gx,) = torch.autograd.grad(fx, x)
-        return fx.detach(), gx
-    return fg
+    return value_and_grad(f)
 
 
 @pytest.mark.parametrize("n,scale", [(1, 1.0), (7, 1.0), (7, 1e8), (1, 1e-8)])

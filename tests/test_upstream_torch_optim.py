@@ -509,6 +509,18 @@ def test_optimizer_can_be_printed(opt_cls, desc, device):
     assert text.startswith(opt_cls.__name__) and "tolerance_grad" in text and "line_search_fn" in text
 
 
+def _stepped_with_fixed_grads(opt_cls, desc, device, loss):
+    """Upstream's fixture for the non-tensor-step and deepcopy tests: two 2 × 3 parameters with fixed
+    random gradients, an optimizer of ``desc``, three steps with a closure returning ``loss``."""
+    params = [Parameter(torch.randn(2, 3, device=device)) for _ in range(2)]
+    for p in params:
+        p.grad = torch.rand_like(p)
+    opt = opt_cls(params, **lbfgs_input(desc))
+    for _ in range(3):
+        opt.step(lambda: loss)
+    return params, opt
+
+
 def _named(params, named):
     return [(f"name{i}", p) for i, p in enumerate(params)] if named else params
 
@@ -675,13 +687,8 @@ def test_load_nontensor_step(opt_cls, desc, device):
     # test_load_nontensor_step: state "step" saved as a number instead of a tensor. LBFGS keeps no
     # "step"; its counters (n_iter, func_evals, head, count) are Python ints already, so the test
     # checks that, and that such a state loads and steps (fixed gradients, constant loss, as upstream).
-    params = [Parameter(torch.randn(2, 3, device=device)) for _ in range(2)]
-    for p in params:
-        p.grad = torch.rand_like(p)
     loss = torch.rand(1, device=device)
-    opt = opt_cls(params, **lbfgs_input(desc))
-    for _ in range(3):
-        opt.step(lambda: loss)
+    params, opt = _stepped_with_fixed_grads(opt_cls, desc, device, loss)
     state_dict = copy.deepcopy(opt.state_dict())
     counters = [k for k in ("n_iter", "func_evals", "head", "count") if k in state_dict["state"][0]]
     assert counters and all(type(state_dict["state"][0][k]) is int for k in counters)
@@ -875,12 +882,7 @@ def test_deepcopy_copies_all_public_attrs(opt_cls, desc, device):
     # buffers in place). Stepping the copy is not tested: Optimizer.__getstate__ keeps only
     # defaults, state and param_groups, so a deep copy of torch.optim.LBFGS cannot step either
     # (AttributeError: no attribute '_params'), and neither can ours.
-    params = [Parameter(torch.randn(2, 3, device=device)) for _ in range(2)]
-    for p in params:
-        p.grad = torch.rand_like(p)
-    opt = opt_cls(params, **lbfgs_input(desc))
-    for _ in range(3):
-        opt.step(lambda: 1)
+    params, opt = _stepped_with_fixed_grads(opt_cls, desc, device, 1)
 
     def public(obj):
         return {k for k in obj.__dict__ if not k.startswith("_")}

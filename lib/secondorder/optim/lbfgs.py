@@ -68,7 +68,7 @@ LINE_SEARCHES = (None, "strong_wolfe")
 
 #: The options of a parameter group (torch's base class adds others, such as ``differentiable``).
 OPTIONS = ("lr", "max_iter", "max_eval", "tolerance_grad", "tolerance_change", "line_search_fn",
-           "curvature_eps", "history_size", "max_dense")
+           "curvature_eps", "history_size")
 
 #: torch.optim.LBFGS keeps a pair only when y·s exceeds this absolute threshold.
 TORCH_CURVATURE_THRESHOLD = 1e-10
