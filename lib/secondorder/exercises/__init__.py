@@ -12,6 +12,7 @@ Every exercise lives in its own module with its seeded cases and the misconcepti
 
 from __future__ import annotations
 
+import secrets
 import textwrap
 from collections.abc import Callable
 
@@ -65,9 +66,9 @@ class CheckFailed(AssertionError):
 
     WIDTH = 92
 
-    def __init__(self, verdict: Verdict, hidden: bool = False):
+    def __init__(self, verdict: Verdict, hidden: bool = False, draw: int | None = None):
         super().__init__(verdict.summary())
-        self.verdict, self.hidden = verdict, hidden
+        self.verdict, self.hidden, self.draw = verdict, hidden, draw
 
     def diagnosis(self) -> list[str]:
         """The lines a student reads: what failed, how often, by how much, the likely cause."""
@@ -80,6 +81,9 @@ class CheckFailed(AssertionError):
                          "`raise NotImplementedError()` line), run that cell, then run this one again.")
         else:
             lines += ["  " + line for line in str(self).splitlines()[1:]]
+            if self.draw is not None and any(r.case.hidden for r in failed):
+                lines.append(f"  (hidden cases drawn afresh; check({v.name}, hidden=True, draw={self.draw}) "
+                             "repeats this draw)")
         wrapped = []
         for line in lines:
             prefix = len(line) - len(line.lstrip(" -"))
@@ -92,18 +96,23 @@ class CheckFailed(AssertionError):
         return [f"\x1b[1;31m{lines[0]}\x1b[0m", *lines[1:]]
 
 
-def check(fn: Callable, name: str | None = None, hidden: bool = False) -> None:
+def check(fn: Callable, name: str | None = None, hidden: bool = False, draw: int | None = None) -> None:
     """Run the checks for ``fn``; print one line if all pass, else raise :class:`CheckFailed`.
 
-    ``name`` defaults to ``fn.__name__``. With ``hidden=True`` the hidden cases run too. Returns
-    nothing, so a test cell that ends with ``check(fn)`` shows only the message (nbgrader would try
-    to read a returned value as a score). The notebooks tag their check cells ``raises-exception``,
-    so a failing check does not stop Run All, while Validate and the autograder still see it fail.
+    ``name`` defaults to ``fn.__name__``. With ``hidden=True`` the hidden case families run too, on
+    inputs drawn afresh at every call (``draw``, printed on failure, repeats one draw). The autograder
+    draws them from the instructor's key instead, so what runs here is practice on the same
+    families, never the graded inputs. Returns nothing, so a test cell that ends with ``check(fn)``
+    shows only the message (nbgrader would try to read a returned value as a score). The notebooks tag
+    their check cells ``raises-exception``, so a failing check does not stop Run All, while Validate
+    and the autograder still see it fail.
     """
     exercise = get_exercise(name or getattr(fn, "__name__", ""))
-    verdict = exercise.run_in_process(fn, hidden=hidden)
+    if hidden and draw is None:
+        draw = secrets.randbits(62)
+    verdict = exercise.run_in_process(fn, hidden=hidden, draw=draw if hidden else None)
     if verdict.fraction < 1:
-        raise CheckFailed(verdict, hidden=hidden)
+        raise CheckFailed(verdict, hidden=hidden, draw=draw if hidden else None)
     print(f"✓ {exercise.name}: all {len(verdict.results)} {'hidden and visible' if hidden else 'visible'} "
           "checks passed")
 

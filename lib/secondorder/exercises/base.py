@@ -17,10 +17,12 @@ import inspect
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
+
+from .generators import drawn
 
 LIKELY_CAUSE = " — likely cause: "
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
@@ -129,6 +131,24 @@ class Verdict:
         return "\n".join(lines)
 
 
+def _describe(value) -> str:
+    """A short description of a value's type and shape, for messages."""
+    if isinstance(value, Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    if isinstance(value, dict) and "__unsupported_type__" in value:
+        return f"an object of type {value['__unsupported_type__']}"
+    if isinstance(value, list | tuple):
+        return f"a {type(value).__name__} of length {len(value)}"
+    return f"a value of type {type(value).__name__}"
+
+
+def _under_draw(draw: int, make: Callable[[], tuple]) -> Callable[[], tuple]:
+    def make_drawn() -> tuple:
+        with drawn(draw):
+            return make()
+    return make_drawn
+
+
 def build_callable(source: str, bound: dict | None = None) -> Callable:
     """Evaluate ``source`` (a ``lambda``) with ``math``, ``torch`` and the ``bound`` tensors as its only names.
 
@@ -230,9 +250,21 @@ class Exercise:
     #: requires grad then fails. Otherwise such a result is detached before it is compared.
     returns_detached: bool = False
 
-    def cases(self) -> list[Case]:
-        """The catalogue, visible cases first."""
+    def catalogue(self) -> list[Case]:
+        """The cases as written, visible first: their inputs when no draw is in force."""
         raise NotImplementedError
+
+    def cases(self, draw: int | None = None) -> list[Case]:
+        """The catalogue, with the hidden cases' inputs drawn under ``draw`` (None: as written).
+
+        Visible cases never change, so a student sees the same checks as the notebook. Each hidden case
+        builds its inputs inside :func:`~secondorder.exercises.generators.drawn`, so its family (size,
+        conditioning, the property it pins down) stays and its numbers come from the draw.
+        """
+        cases = self.catalogue()
+        if draw is None:
+            return cases
+        return [replace(c, make_args=_under_draw(draw, c.make_args)) if c.hidden else c for c in cases]
 
     def compare(self, case: Case, args: tuple, out, expected) -> None:
         """Raise AssertionError with a teaching message when ``out`` is wrong for ``args``."""
@@ -291,9 +323,17 @@ class Exercise:
                                   "graph, which stays in memory as long as the result lives; return it detached "
                                   "(… .detach(), or no create_graph=True in the last backward pass)", "failed")
             out = out.detach()
+        expected = self.expected(args)          # the reference's failure would be the grader's, not the student's
         try:
-            self.compare(case, args, out, self.expected(args))
-            self.check_calls(case, args, calls)
+            try:
+                self.compare(case, args, out, expected)
+                self.check_calls(case, args, calls)
+            except AssertionError:
+                raise
+            except Exception as exc:  # an answer of a shape or type the checks did not foresee is still the answer's
+                raise AssertionError(f"the result ({_describe(out)}) cannot be checked against the expected "
+                                     f"{_describe(expected)}: comparing them raised {type(exc).__name__}: "
+                                     f"{str(exc)[:200]}") from None
         except AssertionError as exc:
             hint = None
             try:
@@ -304,10 +344,10 @@ class Exercise:
             return CaseResult(case, False, message, "failed")
         return CaseResult(case, True)
 
-    def run_in_process(self, fn: Callable, hidden: bool = False) -> Verdict:
-        """Call ``fn`` on the cases here (visible ones, plus hidden ones when asked) and judge them."""
+    def run_in_process(self, fn: Callable, hidden: bool = False, draw: int | None = None) -> Verdict:
+        """Call ``fn`` on the cases here (visible ones, plus hidden ones drawn under ``draw`` when asked)."""
         verdict = Verdict(self.name)
-        for case in self.cases():
+        for case in self.cases(draw):
             if case.hidden and not hidden:
                 continue
             args = case.make_args()

@@ -115,7 +115,7 @@ class BFGSInverseUpdate(RaisesOnInvalidInput):
     reference = staticmethod(bfgs_inverse_update)
     arg_names = ("H", "s", "y")
 
-    def cases(self):
+    def catalogue(self):
         f64, f32 = torch.float64, torch.float32
         cases = [
             Case("secant/n=3/float64", "inverse secant equation", lambda: _pair(3, f64, 0)),

@@ -8,12 +8,12 @@ from .. import testing
 from ..stability import cholesky_with_jitter
 from .base import Case
 from .bfgs_inverse_update import RaisesOnInvalidInput
-from .generators import random_spd
+from .generators import draw_random, generator, log_uniform, random_spd
 
 
 def _with_eigenvalues(lam, dtype, seed):
     """A symmetric matrix with the given eigenvalues (an orthogonal matrix of the seed)."""
-    gen = torch.Generator().manual_seed(2000 + seed)
+    gen = generator(2000 + seed)
     Q, _ = torch.linalg.qr(torch.randn(len(lam), len(lam), generator=gen, dtype=torch.float64))
     A = (Q * torch.tensor(lam, dtype=torch.float64)) @ Q.T
     return (0.5 * (A + A.T)).to(dtype)
@@ -24,8 +24,31 @@ def _indefinite(n, lam_min, dtype, seed, **kwargs):
     return (_with_eigenvalues(lam, dtype, seed), *kwargs.values())
 
 
-def _zero_pivot(dtype):
-    """A singular matrix whose Cholesky fails at an exactly zero pivot."""
+def _positive_definite(n, dtype, seed):
+    """``(A,)`` with A = random_spd(n, 100, seed); under a draw an n = 1 matrix [[1]] becomes a drawn [[λ]], λ > 0."""
+    A = random_spd(n, 100.0, seed, dtype)
+    rng = draw_random(9400 + seed) if n == 1 else None
+    if rng is not None:                                  # random_spd(1, …) is [[1]] whatever the draw
+        A = log_uniform(rng, 1e-3, 1e3) * A
+    return (A,)
+
+
+def _zero_pivot(dtype, seed=0):
+    """A singular matrix whose Cholesky fails at an exactly zero pivot.
+
+    Under a draw: a drawn size, a zero row and column at a drawn position, and a random diagonally
+    dominant (so positive definite) rest. The zero row stays zero through the elimination, so the
+    pivot there is exactly 0 in any dtype, and the first shift, 1e-10, repairs it.
+    """
+    rng = draw_random(9500 + seed)
+    if rng is not None:
+        n = rng.randint(3, 7)
+        A = torch.diag(torch.tensor([rng.uniform(1.0, 4.0) for _ in range(n)], dtype=torch.float64))
+        j, k = rng.sample(range(n), 2)
+        A[j, k] = A[k, j] = rng.uniform(-0.5, 0.5)
+        zero = rng.randrange(n)
+        A[zero, :] = A[:, zero] = 0.0
+        return (A.to(dtype),)
     A = torch.diag(torch.tensor([2.0, 0.0, 1.0, 3.0], dtype=dtype))
     A[0, 3] = A[3, 0] = 0.5
     return (A,)
@@ -38,7 +61,7 @@ class CholeskyWithJitter(RaisesOnInvalidInput):
     reference = staticmethod(cholesky_with_jitter)
     arg_names = ("A", "initial", "factor", "max_tries")
 
-    def cases(self):
+    def catalogue(self):
         f64, f32 = torch.float64, torch.float32
         cases = [
             Case("positive-definite/n=4/float64", "no jitter needed", lambda: (random_spd(4, 10.0, 1, f64),)),
@@ -51,7 +74,7 @@ class CholeskyWithJitter(RaisesOnInvalidInput):
         for n in (1, 3, 12, 40):
             for dtype in (f64, f32):
                 cases.append(Case(f"positive-definite/n={n}/{str(dtype)[6:]}", "no jitter needed",
-                                  lambda n=n, dtype=dtype: (random_spd(n, 100.0, 10 + n, dtype),), hidden=True))
+                                  lambda n=n, dtype=dtype: _positive_definite(n, dtype, 10 + n), hidden=True))
         for n, lam_min, dtypes in ((2, -0.3, (f64, f32)), (6, -3e-7, (f64,)), (20, -0.03, (f64, f32))):
             for dtype in dtypes:
                 cases.append(Case(f"indefinite/λmin={lam_min}/n={n}/{str(dtype)[6:]}", "smallest working jitter",
@@ -60,7 +83,8 @@ class CholeskyWithJitter(RaisesOnInvalidInput):
         cases += [
             Case("positive-definite/cond=1e10", "no jitter needed", lambda: (random_spd(8, 1e10, 31, f64),),
                  hidden=True),
-            Case("singular/zero-pivot/float32", "smallest working jitter", lambda: _zero_pivot(f32), hidden=True),
+            Case("singular/zero-pivot/float32", "smallest working jitter", lambda: _zero_pivot(f32, seed=1),
+                 hidden=True),
             Case("factor=2/initial=1e-4", "arguments used", lambda: _indefinite(5, -3e-3, f64, 41, a=1e-4, b=2.0),
                  hidden=True),
             Case("factor=3/initial=1e-6/float32", "arguments used",

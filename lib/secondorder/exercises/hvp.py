@@ -26,7 +26,7 @@ import torch
 from .. import testing
 from ..curvature.hvp import hvp
 from .base import Case, Exercise, SourceFunction
-from .generators import close_to, matching, random_vector, telling
+from .generators import close_to, generator, matching, random_vector, telling
 
 LARGE_N = 1_000_000
 RTOL = {torch.float64: 1e-12, torch.float32: 1e-4}
@@ -45,7 +45,7 @@ SOURCES = {
 
 
 def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(5000 + seed)
+    return generator(5000 + seed)
 
 
 def _bound(name: str, n: int, seed: int, shape=None) -> dict:
@@ -116,7 +116,7 @@ class HVP(Exercise):
     arg_names = ("f", "x", "v")
     returns_detached = True
 
-    def cases(self):
+    def catalogue(self):
         f64, f32 = torch.float64, torch.float32
         cases = [
             Case("quadratic/n=6", "Hv", lambda: _case("quadratic", 6, 0)),

@@ -15,12 +15,12 @@ import torch
 from .. import testing
 from ..kfac import kfac_factors
 from .base import Case, Exercise
-from .generators import close_to, matching, telling
+from .generators import close_to, generator, matching, telling
 
 
 def _batch(N, d_in, d_out, dtype, seed, bias=False, scale_a=1.0, scale_g=0.1):
     """Layer inputs a (N, d_in) with a non-zero mean (as after a tanh or ReLU) and output gradients g (N, d_out)."""
-    gen = torch.Generator().manual_seed(3000 + seed)
+    gen = generator(3000 + seed)
     a = scale_a * (torch.randn(N, d_in, generator=gen, dtype=torch.float64) + 0.5)
     g = scale_g * torch.randn(N, d_out, generator=gen, dtype=torch.float64)
     if bias:
@@ -88,7 +88,7 @@ class KFACFactors(Exercise):
     reference = staticmethod(kfac_factors)
     arg_names = ("a", "g")
 
-    def cases(self):
+    def catalogue(self):
         f64, f32 = torch.float64, torch.float32
         cases = [
             Case("N=6/d_in=4/d_out=3", "factors", lambda: _batch(6, 4, 3, f64, 0)),

@@ -20,7 +20,7 @@ import torch
 from .. import testing
 from ..kfac import kfac_precondition
 from .base import Case, Exercise
-from .generators import random_spd
+from .generators import generator, random_spd
 
 _MEMORY_ERRORS = ("can't allocate", "MemoryError", "DefaultCPUAllocator", "out of memory")
 _SHAPE_ERRORS = ("size mismatch", "cannot be multiplied", "must match the size", "Expected size", "shape",
@@ -29,7 +29,7 @@ _SHAPE_ERRORS = ("size mismatch", "cannot be multiplied", "must match the size",
 
 def _from_data(d_out, d_in, N, damping, dtype, seed, scale=1.0):
     """Factors from a batch (singular when N < d), and the batch-mean gradient Σ g_n a_nᵀ / N."""
-    gen = torch.Generator().manual_seed(4000 + seed)
+    gen = generator(4000 + seed)
     a = torch.randn(N, d_in, generator=gen, dtype=torch.float64) + 0.3
     g = torch.randn(N, d_out, generator=gen, dtype=torch.float64) / d_out ** 0.5
     A, G = a.T @ a / N, g.T @ g / N
@@ -39,7 +39,7 @@ def _from_data(d_out, d_in, N, damping, dtype, seed, scale=1.0):
 
 def _spd(d_out, d_in, damping, dtype, seed, cond=10.0):
     """Positive definite factors with a prescribed condition number and a random gradient."""
-    gen = torch.Generator().manual_seed(5000 + seed)
+    gen = generator(5000 + seed)
     grad_W = torch.randn(d_out, d_in, generator=gen, dtype=torch.float64)
     A = random_spd(d_in, cond, seed, torch.float64)
     G = random_spd(d_out, cond, seed + 1, torch.float64) / cond ** 0.5
@@ -125,7 +125,7 @@ class KFACPrecondition(Exercise):
     reference = staticmethod(kfac_precondition)
     arg_names = ("grad_W", "A", "G", "damping")
 
-    def cases(self):
+    def catalogue(self):
         f64, f32 = torch.float64, torch.float32
         cases = [
             Case("square/4×4/λ=1e-2", "square layer", lambda: _spd(4, 4, 1e-2, f64, 0)),

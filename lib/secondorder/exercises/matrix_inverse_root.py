@@ -19,13 +19,16 @@ from .. import testing
 from ..matrix_functions import matrix_inverse_root
 from .base import Case
 from .bfgs_inverse_update import RaisesOnInvalidInput
-from .generators import _gen, random_spd
+from .generators import _gen, draw_random, log_uniform, random_spd
 
 RANK_DEFICIENT = "rank-deficient M (eigenvalue floor)"
 
 
 def _spd(n, cond, dtype, seed, p, scale=1.0, eps=None):
     M = scale * random_spd(n, cond, seed, torch.float64)
+    rng = draw_random(9800 + seed) if n == 1 else None
+    if rng is not None:                                  # random_spd(1, …) is [[1]] whatever the draw
+        M = log_uniform(rng, 1e-3, 1e3) * M
     return (M.to(dtype), p) if eps is None else (M.to(dtype), p, eps)
 
 
@@ -35,8 +38,25 @@ def _gram(n, r, dtype, seed, p, scale=30.0):
     return ((G @ G.T).to(dtype), p)
 
 
-def _zero(n, dtype, p):
+def _zero(n, dtype, p, seed=0):
+    """``(0, p)`` of size n; under a draw of another drawn size."""
+    rng = draw_random(9900 + seed)
+    if rng is not None:
+        n = rng.choice([k for k in range(1, 97) if k != n])
     return (torch.zeros(n, n, dtype=dtype), p)
+
+
+def _diagonal(p, seed=0):
+    """diag(16, 1, 1/16, 81): fourth powers, so the root for p = 4 is exact (2⁻¹, 1, 2, 3⁻¹).
+
+    Under a draw: another size and other p-th powers t^p of drawn t = m / 2^q (m ≤ 64, q ≤ 4), whose
+    few bits keep t^p exact.
+    """
+    t = [2.0, 1.0, 0.5, 3.0]
+    rng = draw_random(9950 + seed)
+    if rng is not None:
+        t = [rng.randint(1, 64) / 2 ** rng.randint(0, 4) for _ in range(rng.choice((3, 5, 6, 7)))]
+    return (torch.diag(torch.tensor([x ** p for x in t], dtype=torch.float64)), p)
 
 
 def _nearly_symmetric(n, cond, dtype, seed, p):
@@ -103,7 +123,7 @@ class MatrixInverseRoot(RaisesOnInvalidInput):
     reference = staticmethod(matrix_inverse_root)
     arg_names = ("M", "p", "eps")
 
-    def cases(self):
+    def catalogue(self):
         f64, f32 = torch.float64, torch.float32
         cases = [
             Case("SPD/n=6/p=4/float64", "inverse root", lambda: _spd(6, 100.0, f64, 0, 4)),
@@ -130,13 +150,13 @@ class MatrixInverseRoot(RaisesOnInvalidInput):
                               lambda n=n, r=r, scale=scale, seed=seed: _gram(n, r, f32, seed, 4, scale),
                               hidden=True))
         cases += [
-            Case("zero matrix/p=4", RANK_DEFICIENT, lambda: _zero(4, f64, 4), hidden=True),
-            Case("zero matrix/p=2/float32", RANK_DEFICIENT, lambda: _zero(3, f32, 2), hidden=True),
+            Case("zero matrix/p=4", RANK_DEFICIENT, lambda: _zero(4, f64, 4, seed=1), hidden=True),
+            Case("zero matrix/p=2/float32", RANK_DEFICIENT, lambda: _zero(3, f32, 2, seed=2), hidden=True),
             Case("p=1 (inverse)", "inverse root", lambda: _spd(8, 50.0, f64, 50, 1), hidden=True),
             Case("p=3", "inverse root", lambda: _spd(8, 50.0, f64, 51, 3), hidden=True),
             Case("p=2.5 (float)", "inverse root", lambda: _spd(8, 50.0, f64, 52, 2.5), hidden=True),
             Case("diagonal/p=4", "inverse root",
-                 lambda: (torch.diag(torch.tensor([16.0, 1.0, 0.0625, 81.0], dtype=f64)), 4), hidden=True),
+                 lambda: _diagonal(4, seed=1), hidden=True),
             Case("ill-conditioned/cond=1e8/p=4", "inverse root", lambda: _spd(12, 1e8, f64, 53, 4), hidden=True),
             Case("ill-conditioned/cond=1e8/p=4/float32", "inverse root", lambda: _spd(10, 1e8, f32, 5, 4), hidden=True),
             Case("scale 1e6/p=2", "inverse root", lambda: _spd(10, 100.0, f64, 54, 2, scale=1e6), hidden=True),

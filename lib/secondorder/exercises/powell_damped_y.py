@@ -7,7 +7,7 @@ import torch
 from .. import testing
 from ..quasi_newton import powell_damped_y
 from .base import Case, Exercise
-from .generators import close_to, random_spd, random_vector, telling
+from .generators import close_to, draw_random, power_of_two, random_spd, random_vector, telling
 
 
 def _pair(n, dtype, seed, ratio, cond_B=10.0, threshold=None):
@@ -25,8 +25,25 @@ def _negative(n, dtype, seed):
     return _pair(n, dtype, seed, -0.7)
 
 
-def _boundary(dtype):
-    """sᵀy = ω sᵀBs exactly in binary arithmetic (ω = 0.25): θ = 1, r = y."""
+def _boundary(dtype, seed=0):
+    """sᵀy = ω sᵀBs exactly in binary arithmetic (ω = 0.25): θ = 1, r = y.
+
+    Under a draw: a drawn size and coordinate for s, s and B scaled by powers of two, the rest of B's
+    diagonal and the components of y off s drawn at random. s is a multiple of a coordinate vector and
+    B diagonal, so sᵀy and sᵀBs each involve one exact product and the equality stays exact.
+    """
+    rng = draw_random(9300 + seed)
+    if rng is not None:
+        n = rng.randint(3, 8)
+        i = rng.randrange(n)
+        sigma, beta = power_of_two(rng, -4, 4, signed=True), power_of_two(rng, -4, 4)
+        d = [rng.uniform(0.5, 4.0) for _ in range(n)]
+        y = [rng.uniform(-2.0, 2.0) for _ in range(n)]
+        d[i], y[i] = 2.0, 0.5
+        B = beta * torch.diag(torch.tensor(d, dtype=dtype))
+        s = torch.zeros(n, dtype=dtype)
+        s[i] = sigma
+        return B, s, beta * sigma * torch.tensor(y, dtype=dtype), 0.25
     B = 2.0 * torch.eye(4, dtype=dtype)
     s = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=dtype)
     y = torch.tensor([0.5, 1.0, -2.0, 0.25], dtype=dtype)
@@ -45,7 +62,7 @@ class PowellDampedY(Exercise):
     reference = staticmethod(powell_damped_y)
     arg_names = ("B", "s", "y", "threshold")
 
-    def cases(self):
+    def catalogue(self):
         f64, f32 = torch.float64, torch.float32
         cases = [
             Case("undamped/n=3/float64", "undamped regime", lambda: _pair(3, f64, 0, 0.9)),

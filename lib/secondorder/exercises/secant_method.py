@@ -10,6 +10,13 @@ uses nothing but ``math`` (:data:`G_SOURCES`), and :meth:`SecantMethod.encode_ar
 with ``eval(source, {"math": math, "__builtins__": {}})``, which is what :func:`make_g` and
 :meth:`SecantMethod.decode_args` do here. The autograder calls ``encode_args`` when an exercise has it.
 
+Hidden cases under a draw
+-------------------------
+The functions are fixed, so under a draw (:meth:`~secondorder.exercises.base.Exercise.cases`) each
+hidden case is moved by its own affine change of variable :math:`h(x) = a\,g((x - c)/b)`, with the
+starts mapped by :math:`x \mapsto b x + c` (:func:`affine_source`): the source sent to the
+autograder's process is that of :math:`h`, and the iterates are those of :math:`g`, mapped.
+
 What is checked where
 ---------------------
 The same checks run in both places: the iterates against the reference's, their type, the stopping
@@ -23,13 +30,14 @@ sends the counts back (``calls``). A function that evaluates ``g`` more than onc
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 from torch import Tensor
 
 from ..secant import secant_method
 from .base import Case, Exercise
-from .generators import close_to
+from .generators import close_to, draw_random, log_uniform, power_of_two, seed_of
 
 #: The functions ``g`` of the cases: expressions in ``x`` using only ``math``. Each comment says why it
 #: is there.
@@ -60,10 +68,21 @@ _ROOT_RTOL = 1e-10  # the final iterate must match the brentq root to this, for 
 
 
 class CountedG:
-    """One of the :data:`TEST_FUNCTIONS`, counting its calls."""
+    """One of the :data:`TEST_FUNCTIONS`, or an affine change of variable of one, counting its calls.
 
-    def __init__(self, name: str):
-        self.name, self.source, self.fn = name, G_SOURCES[name], TEST_FUNCTIONS[name]
+    Parameters
+    ----------
+    name : str
+        A key of :data:`G_SOURCES`.
+    source : str, optional
+        The expression actually used (default: ``G_SOURCES[name]``); :func:`affine_source` writes it for
+        the hidden cases under a draw. It is what :meth:`SecantMethod.encode_args` sends.
+    """
+
+    def __init__(self, name: str, source: str | None = None):
+        self.name = name
+        self.source = G_SOURCES[name] if source is None else source
+        self.fn = TEST_FUNCTIONS[name] if source is None else make_g(source)
         self.calls = 0
 
     def __call__(self, x):
@@ -72,6 +91,35 @@ class CountedG:
 
     def __repr__(self) -> str:
         return f"g(x) = {self.source}"
+
+
+def affine_source(source: str, a: float, b: float, c: float) -> str:
+    r"""The expression of :math:`h(x) = a\,g((x - c)/b)` for the expression ``source`` of :math:`g`.
+
+    The secant iterates are affine-equivariant: started from :math:`b x_0 + c, b x_1 + c` on :math:`h`,
+    they are :math:`b x_k + c` for the iterates :math:`x_k` on :math:`g` (the factor :math:`a` cancels
+    in the step). With :math:`b` a power of two and :math:`c` a multiple of 1/16, :math:`(x - c)/b` is
+    exact at the mapped starts, so an exact root (:math:`a \cdot 0 = 0`), a flat secant (equal values
+    stay equal) and the one-step root of a linear :math:`g` stay exact, whatever :math:`a`.
+    """
+    u = "x" if c == 0 else (f"(x - {c!r})" if c > 0 else f"(x + {-c!r})")
+    if b != 1:
+        u = f"({u} / {b!r})"
+    inner = re.sub(r"\bx\b", lambda _: u, source)
+    return f"{a!r} * ({inner})"
+
+
+def _transformed_case(name: str, x0, x1, options: tuple, seed: int) -> tuple:
+    """``(g, x0, x1, *options)`` as written, or moved by a drawn affine change of variable under a draw."""
+    rng = draw_random(seed)
+    if rng is None:
+        return (CountedG(name), x0, x1, *options)
+    a = rng.choice((-1.0, 1.0)) * log_uniform(rng, 1e-3, 1e3)
+    if isinstance(x0, int) and isinstance(x1, int):       # integer starts stay integers ("returns floats")
+        b, c = rng.choice((-8, -4, -2, -1, 1, 2, 4, 8)), rng.randint(-16, 16)
+    else:
+        b, c = power_of_two(rng, -6, 6, signed=True), rng.randint(-256, 256) / 16
+    return (CountedG(name, affine_source(G_SOURCES[name], a, b, c)), b * x0 + c, b * x1 + c, *options)
 
 
 def _unwrap(g):
@@ -142,9 +190,11 @@ class SecantMethod(Exercise):
     reference = staticmethod(secant_method)
     arg_names = ("g", "x0", "x1", "tol", "max_iter")
 
-    def cases(self):
+    def catalogue(self):
         def case(id, group, g, x0, x1, *options, hidden=False):
-            return Case(id, group, lambda: (CountedG(g), x0, x1, *options), hidden=hidden)
+            # Under a draw every case is moved by its own affine change of variable (affine_source).
+            return Case(id, group, lambda: _transformed_case(g, x0, x1, options, seed_of(f"secant/{id}")),
+                        hidden=hidden)
 
         return [
             case("converge/cube/defaults", "convergence", "cube_minus_2", 1.0, 2.0),

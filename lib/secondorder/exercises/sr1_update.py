@@ -7,7 +7,7 @@ import torch
 from .. import testing
 from ..quasi_newton import sr1_update
 from .base import Case, Exercise
-from .generators import matching, random_spd, random_vector, telling
+from .generators import draw_random, log_uniform, matching, random_orthogonal, random_spd, random_vector, telling
 
 
 def _pair(n, dtype, seed, cond=10.0, indefinite=False):
@@ -36,8 +36,23 @@ def _already_secant(n, dtype):
     return B, s, B @ s
 
 
-def _near_threshold(n, dtype, factor):
-    """|vᵀs| = factor · r‖s‖‖v‖ with r = 1e-3: skipped for factor < 1, updated above."""
+def _near_threshold(n, dtype, factor, seed=0):
+    """|vᵀs| = factor · r‖s‖‖v‖ with r = 1e-3: skipped for factor < 1, updated above.
+
+    Under a draw: a random B in a drawn size, s and v along two orthonormal directions of a random
+    basis with drawn lengths, and a drawn r. Only the ratio |vᵀs| / (r‖s‖‖v‖) = factor decides the
+    skip (it is factor / √(1 + (factor·r)²), as without a draw); a factor of 2 either way is far above
+    the rounding of v = y − Bs.
+    """
+    rng = draw_random(9100 + seed)
+    if rng is not None:
+        n = rng.randint(n, n + 5)
+        r = log_uniform(rng, 1e-4, 1e-2)
+        B = log_uniform(rng, 0.1, 10.0) * random_spd(n, 10.0, 9100 + seed, torch.float64)
+        Q = random_orthogonal(n, 9100 + seed)
+        s = log_uniform(rng, 0.1, 10.0) * Q[:, 0]
+        v = log_uniform(rng, 0.1, 10.0) * (Q[:, 1] + factor * r * Q[:, 0])
+        return B.to(dtype), s.to(dtype), (B @ s + v).to(dtype), r
     B = torch.eye(n, dtype=dtype)
     s = torch.zeros(n, dtype=dtype)
     s[0] = 1.0
@@ -47,8 +62,20 @@ def _near_threshold(n, dtype, factor):
     return B, s, B @ s + v, 1e-3
 
 
-def _relative_skip_at_scale(dtype, scale=1e10):
-    """vᵀs = 10 is large in absolute terms but tiny relative to ‖s‖‖v‖ ≈ 1e10: skip."""
+def _relative_skip_at_scale(dtype, scale=1e10, seed=0):
+    """vᵀs = 10 is large in absolute terms but tiny relative to ‖s‖‖v‖ ≈ 1e10: skip.
+
+    Under a draw: a random B in a drawn size, s and v in a random orthonormal basis, ‖v‖ drawn around
+    ``scale``; vᵀs = 1e-9 ‖s‖‖v‖ stays ten times below r‖s‖‖v‖ (skip) and far above an absolute r.
+    """
+    rng = draw_random(9200 + seed)
+    if rng is not None:
+        n = rng.randint(3, 8)
+        B = log_uniform(rng, 0.1, 10.0) * random_spd(n, 10.0, 9200 + seed, torch.float64)
+        Q = random_orthogonal(n, 9200 + seed)
+        s = log_uniform(rng, 0.5, 2.0) * Q[:, 0]
+        v = log_uniform(rng, 0.3, 3.0) * scale * (1e-9 * Q[:, 0] + Q[:, 1])
+        return B.to(dtype), s.to(dtype), (B @ s + v).to(dtype)
     B = torch.eye(3, dtype=dtype)
     s = torch.tensor([1.0, 0.0, 0.0], dtype=dtype)
     v = scale * torch.tensor([1e-9, 1.0, 0.0], dtype=dtype)
@@ -67,7 +94,7 @@ class SR1Update(Exercise):
     reference = staticmethod(sr1_update)
     arg_names = ("B", "s", "y", "r")
 
-    def cases(self):
+    def catalogue(self):
         f64, f32 = torch.float64, torch.float32
         cases = [
             Case("secant/n=3/float64", "secant equation", lambda: _pair(3, f64, 0)),
@@ -89,8 +116,10 @@ class SR1Update(Exercise):
             Case("skip/v=0", "skip rule", lambda: _already_secant(5, f64), hidden=True),
             Case("skip/v=0/float32", "skip rule", lambda: _already_secant(5, f32), hidden=True),
             Case("skip/v-orthogonal/float32", "skip rule", lambda: _skip_orthogonal(6, f32), hidden=True),
-            Case("skip/just-below-threshold", "skip rule", lambda: _near_threshold(3, f64, 0.5), hidden=True),
-            Case("skip/just-above-threshold", "skip rule", lambda: _near_threshold(3, f64, 2.0), hidden=True),
+            Case("skip/just-below-threshold", "skip rule", lambda: _near_threshold(3, f64, 0.5, seed=1),
+                 hidden=True),
+            Case("skip/just-above-threshold", "skip rule", lambda: _near_threshold(3, f64, 2.0, seed=2),
+                 hidden=True),
             Case("scale/1e-6", "scale invariance", lambda: _scaled(6, f64, 1e-6), hidden=True),
             Case("scale/1e6", "scale invariance", lambda: _scaled(6, f64, 1e6), hidden=True),
             Case("scale/1e-10", "scale invariance", lambda: _scaled(6, f64, 1e-10), hidden=True),

@@ -112,7 +112,7 @@ class TwoLoopRecursion(RaisesOnInvalidInput):
     reference = staticmethod(two_loop_recursion)
     arg_names = ("g", "s_hist", "y_hist", "gamma")
 
-    def cases(self):
+    def catalogue(self):
         f64, f32 = torch.float64, torch.float32
         cases = [
             Case("m=0/n=5", "empty history", lambda: _history(5, 0, f64, 0)),

@@ -22,6 +22,7 @@ import torch
 from ..linesearch import wolfe_conditions
 from .base import Case
 from .bfgs_inverse_update import RaisesOnInvalidInput
+from .generators import draw_random, log_uniform, power_of_two, seed_of
 
 _NAMES = ("sufficient decrease", "curvature")
 
@@ -57,12 +58,55 @@ def _pair_of_bools(out) -> tuple[bool, bool]:
     return values
 
 
-def _case(id, group, *args, hidden=True, tensors=False):
+def _rescaled(args: tuple, rng, exact: bool) -> tuple:
+    r"""``args`` for :math:`a\,\varphi(t \alpha')` in the step :math:`\alpha' = \alpha / t`, drawn :math:`a, t > 0`.
+
+    :math:`\varphi \to a\varphi` and :math:`\alpha \to \alpha/t` multiply the slopes by :math:`a t`; both
+    conditions (and every invalid argument: a sign, a zero, the constants) are invariant under this map.
+    ``exact``: :math:`a, t` are powers of two (up to :math:`2^{\pm 30}`), so that every product in the
+    conditions is exact and an equality stays an equality; otherwise they are any factors in [1/8, 8]
+    (no boundary to keep, and far from overflow at the large and tiny scales of the cases).
+    """
+    if exact:
+        a, t = power_of_two(rng, -30, 30), power_of_two(rng, -30, 30)
+    else:
+        a, t = log_uniform(rng, 0.125, 8.0), log_uniform(rng, 0.125, 8.0)
+    phi0, dphi0, phi_a, dphi_a, alpha, *constants = args
+    return (a * phi0, a * t * dphi0, a * phi_a, a * t * dphi_a, alpha / t, *constants)
+
+
+def _on_the_boundary(rng, slope: float) -> tuple:
+    r"""Drawn ``(φ(0), φ'(0), φ(α), φ'(α), α, c1, c2)`` with both conditions holding with equality.
+
+    φ(α) = φ(0) + c1 α φ'(0) and φ'(α) = ``slope`` · c2 |φ'(0)| (``slope`` = ±1), every number a dyadic
+    fraction of a few bits, so that the products and the sum are exact in any order of evaluation.
+    """
+    i, j = sorted(rng.sample(range(1, 64), 2))
+    c1, c2 = i / 64, j / 64                                   # 0 < c1 < c2 < 1
+    alpha, dphi0 = rng.randint(1, 64) / 16, -rng.randint(1, 256) / 16
+    phi0 = rng.randint(-2**16, 2**16) / 256
+    return phi0, dphi0, phi0 + c1 * alpha * dphi0, slope * c2 * abs(dphi0), alpha, c1, c2
+
+
+def _case(id, group, *args, hidden=True, tensors=False, exact=False, boundary=None):
+    """A case from literal arguments; a hidden one is rescaled under a draw (:func:`_rescaled`).
+
+    ``boundary`` (±1, the sign of φ'(α)): under a draw, the numbers themselves are drawn on the
+    boundary of both conditions (:func:`_on_the_boundary`) before the exact rescaling.
+    """
     def make():
-        if tensors:
-            return tuple(torch.tensor(a, dtype=torch.float64) for a in args[:5]) + tuple(args[5:])
-        return tuple(args)
+        rng = draw_random(seed_of(f"wolfe/{id}")) if hidden else None
+        if rng is None:
+            return _as_args(args, tensors)
+        drawn_args = args if boundary is None else _on_the_boundary(rng, boundary)
+        return _as_args(_rescaled(drawn_args, rng, exact or boundary is not None), tensors)
     return Case(id, group, make, hidden=hidden)
+
+
+def _as_args(args: tuple, tensors: bool) -> tuple:
+    if tensors:
+        return tuple(torch.tensor(a, dtype=torch.float64) for a in args[:5]) + tuple(args[5:])
+    return tuple(args)
 
 
 class WolfeConditions(RaisesOnInvalidInput):
@@ -72,7 +116,7 @@ class WolfeConditions(RaisesOnInvalidInput):
     reference = staticmethod(wolfe_conditions)
     arg_names = ("phi0", "dphi0", "phi_a", "dphi_a", "alpha", "c1", "c2")
 
-    def cases(self):
+    def catalogue(self):
         inf = math.inf
         return [
             # (phi0, dphi0, phi_a, dphi_a, alpha[, c1, c2])
@@ -96,8 +140,8 @@ class WolfeConditions(RaisesOnInvalidInput):
             _case("alpha-small", "sufficient decrease", 1.0, -1.0, 0.99, -0.5, 0.01, 0.5, 0.9),
             _case("alpha-large", "sufficient decrease", 1.0, -1.0, 0.5, 0.1, 10.0, 0.1, 0.9),
             _case("barely-above-phi0", "sufficient decrease", 1.0, -1.0, 1.00005, 0.1, 1.0),
-            _case("boundary/equalities", "≤, not <", 1.0, -1.0, 0.75, 0.75, 0.5, 0.5, 0.75),
-            _case("boundary/negative-slope", "≤, not <", 1.0, -1.0, 0.75, -0.75, 0.5, 0.5, 0.75),
+            _case("boundary/equalities", "≤, not <", 1.0, -1.0, 0.75, 0.75, 0.5, 0.5, 0.75, boundary=1.0),
+            _case("boundary/negative-slope", "≤, not <", 1.0, -1.0, 0.75, -0.75, 0.5, 0.5, 0.75, boundary=-1.0),
             _case("large-scale", "scale", 1e8, -1e6, 1e8 - 50.0, 2e5, 1e-3),
             _case("tiny-scale", "scale", 1e-10, -1e-12, 0.0, -1e-13, 1.0),
             _case("non-finite-trial", "sufficient decrease", 1.0, -2.0, inf, inf, 1.0),
