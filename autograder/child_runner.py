@@ -3,16 +3,21 @@
 Standalone on purpose: it is copied into the sandbox's folder and imports only torch. The real
 ``secondorder`` package is hidden from it; ``import secondorder`` yields a stub whose every attribute
 raises ``DelegationError``, so an answer that calls the reference is caught rather than credited.
-Nothing here decides a grade: it only writes what the function returned (``case_<i>.pt``), and the
-grader compares those outputs in its own, untouched process.
+Nothing here decides a grade: it only writes what the function returned (``case_<i>.pt``) into the
+output folder, and the grader compares those outputs in its own, untouched process. Every result file
+appears whole (written aside, then renamed), and once the last one is written the process ends at once
+(``os._exit``): a thread or handler the answer left behind cannot keep it alive. The grader does not rely
+on that; it stops the process itself when the results are in, or at the time limit.
 
-Usage: python child_runner.py request.pt START
+Usage: python child_runner.py request.pt START OUT_DIR
 """
 
 import importlib.abc
 import importlib.machinery
+import os
 import sys
 import time
+import traceback
 import types
 
 
@@ -84,7 +89,43 @@ def _decode(value, counters):
     return value
 
 
-def main(request_path: str, start: int) -> int:
+class _Capped:
+    """A text stream that passes on its first ``limit`` characters and drops the rest, before encoding them:
+    nobody reads this process's output but the grader's log, and a gigabyte string printed whole must not
+    cost another gigabyte of memory on its way to a pipe."""
+
+    def __init__(self, stream, limit: int = 2**20):
+        self._stream, self._left, self._cut = stream, limit, False
+
+    def write(self, text):
+        n = len(text)
+        if n <= self._left:
+            self._left -= n
+            return self._stream.write(text)
+        if not self._cut:
+            self._cut = True
+            self._stream.write(text[:self._left] + "\n[output cut]\n")
+            self._left = 0
+        return n
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _save(obj, path: str) -> None:
+    """``torch.save`` to ``path`` through a temporary name: the grader never reads half a file."""
+    import torch
+    torch.save(obj, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def _touch(path: str) -> None:
+    open(path, "w").close()
+
+
+def main(request_path: str, start: int, out: str) -> int:
+    out = os.path.abspath(out)               # the answer may chdir; results still land in the output folder
+    sys.stdout, sys.stderr = _Capped(sys.stdout), _Capped(sys.stderr)
     sys.meta_path.insert(0, _StubFinder())
     for name in [m for m in sys.modules if m == "secondorder" or m.startswith("secondorder.")]:
         del sys.modules[name]
@@ -97,40 +138,53 @@ def main(request_path: str, start: int) -> int:
             exec(compile(source, "<setup cell>", "exec"), namespace)
         except Exception:  # setup cells are the instructor's; a failure there is not the student's
             pass
+    answer_pt = os.path.join(out, "answer.pt")
     if start == 0:
-        open("answer.started", "w").close()   # the answer cell's own time starts now
+        _touch(os.path.join(out, "answer.started"))   # the answer cell's own time starts now
     try:
         exec(compile(request["answer"], "<answer cell>", "exec"), namespace)
     except BaseException as exc:  # noqa: BLE001 - report SystemExit and friends too
-        torch.save({"error": f"{type(exc).__name__}: {exc}"}, "answer.pt")
+        _save({"error": f"{type(exc).__name__}: {str(exc)[:2000]}"}, answer_pt)
         return 0
     fn = namespace.get(request["name"])
     if not callable(fn):
-        torch.save({"error": f"MissingFunction: the answer cell does not define {request['name']}()"},
-                   "answer.pt")
+        _save({"error": f"MissingFunction: the answer cell does not define {request['name']}()"}, answer_pt)
         return 0
     if start == 0:
-        torch.save({"error": None}, "answer.pt")
+        _save({"error": None}, answer_pt)
     for i in range(start, len(request["cases"])):
         counters = []
         args = _decode(request["cases"][i], counters)
-        open(f"case_{i}.started", "w").close()
+        _touch(os.path.join(out, f"case_{i}.started"))
         t0 = time.perf_counter()
         try:
-            out = fn(*args)
-            error = None
+            value, error = fn(*args), None
         except BaseException as exc:  # noqa: BLE001
-            out, error = None, f"{type(exc).__name__}: {exc}"
-        plain = _plain(out)
-        if isinstance(out, torch.Tensor) and out.requires_grad and plain.is_floating_point():
+            value, error = None, f"{type(exc).__name__}: {str(exc)[:2000]}"
+        seconds = time.perf_counter() - t0
+        plain = _plain(value)
+        if isinstance(value, torch.Tensor) and value.requires_grad and plain.is_floating_point():
             plain.requires_grad_(True)          # the grader checks results that must come back detached
         result = {"out": plain, "args_after": _plain([None if isinstance(a, _Counted) else a for a in args]),
-                  "error": error, "seconds": time.perf_counter() - t0, "calls": [c.calls for c in counters]}
-        torch.save(result, f"case_{i}.tmp")
-        import os
-        os.replace(f"case_{i}.tmp", f"case_{i}.pt")
+                  "error": error, "seconds": seconds, "calls": [c.calls for c in counters]}
+        _save(result, os.path.join(out, f"case_{i}.pt"))
     return 0
 
 
+def _end(code: int) -> None:
+    """Flush what was printed and leave now, without waiting for threads or running exit handlers."""
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - the answer may have replaced or closed the streams
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], int(sys.argv[2])))
+    try:
+        status = main(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else ".")
+    except BaseException:  # noqa: BLE001 - a broken request: say why, then leave like any other run
+        traceback.print_exc(file=sys.__stderr__)
+        status = 1
+    _end(status)

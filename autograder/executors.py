@@ -40,7 +40,7 @@ import nbformat
 from secondorder.exercises import get_exercise
 
 from .function_checks import check_function
-from .sandbox import Limits, Sandbox
+from .sandbox import OUTPUT, Limits, Sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 Done = Callable[[dict | None, BaseException | None], None]
@@ -76,26 +76,42 @@ def fingerprint() -> str:
 
 
 def run_unit(unit: dict, workroot: Path, sandbox: Sandbox, extra_hide: list[Path] = ()) -> dict:
-    """Run the function checks and notebook runs of ``unit`` under ``workroot``; return plain data."""
+    """Run the function checks and notebook runs of ``unit`` under ``workroot``; return plain data.
+
+    The function checks see neither the course library nor anything else of the repository (their
+    ``import secondorder`` is a stub); the notebook runs see the library read-only, as students do.
+    A check's ``"draw"`` (the instructor's draw of its hidden cases) is passed on when present.
+    """
     t0 = time.monotonic()
     base = Path(workroot) / unit["student"] / unit["assignment"]
     checks: dict[str, dict[str, dict]] = {}
     for c in unit["checks"]:
         verdict = check_function(get_exercise(c["name"]), c["answer"], c["setup"], base / f"check_{c['name']}",
-                                 sandbox, extra_hide=[*extra_hide, REPO / "lib"])
+                                 sandbox, extra_hide=[*extra_hide, REPO / "lib"], draw=c.get("draw"))
         checks.setdefault(c["notebook"], {})[c["name"]] = {
             "fraction": verdict.fraction, "status": verdict.status, "summary": verdict.summary()}
     runs = {}
     for r in unit["runs"]:
         text, status = run_notebook(r["ipynb"], r["files"], base / f"run_{r['notebook']}", sandbox,
-                                    unit["cell_timeout_s"], unit["notebook_wall_s"])
+                                    unit["cell_timeout_s"], unit["notebook_wall_s"], extra_hide=extra_hide)
         runs[r["notebook"]] = {"ipynb": text, "status": status}
     return {"checks": checks, "runs": runs, "host": socket.gethostname(), "seconds": time.monotonic() - t0}
 
 
+def library_paths() -> list[Path]:
+    """What a notebook run needs beyond the Python installation: the folder ``secondorder`` is imported from
+    (the repository's ``lib/`` for an editable install; inside site-packages otherwise, already visible)."""
+    import secondorder
+    return [Path(secondorder.__file__).resolve().parents[1]]
+
+
 def run_notebook(ipynb: str, files: dict[str, bytes], work: Path, sandbox: Sandbox, cell_timeout_s: int,
-                 wall_s: float) -> tuple[str | None, str]:
-    """Execute a sanitized notebook in the sandbox; return the executed notebook's text (or None) and a status."""
+                 wall_s: float, extra_hide: list[Path] = ()) -> tuple[str | None, str]:
+    """Execute a sanitized notebook in the sandbox; return the executed notebook's text (or None) and a status.
+
+    The notebook's own files (``files``) and the notebook lie read-only in the run's working directory;
+    the executed notebook comes back through the run's output folder.
+    """
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -103,11 +119,18 @@ def run_notebook(ipynb: str, files: dict[str, bytes], work: Path, sandbox: Sandb
         (work / name).write_bytes(data)
     (work / "in.ipynb").write_text(ipynb)
     shutil.copy(Path(__file__).with_name("notebook_runner.py"), work / "notebook_runner.py")
-    outcome = sandbox.run([sys.executable, "notebook_runner.py", "in.ipynb", "out.ipynb", str(cell_timeout_s)],
-                          work, Limits(wall_s=wall_s))
-    out = work / "out.ipynb"
+    limits = Limits(wall_s=wall_s)
+    outcome = sandbox.run([sys.executable, "notebook_runner.py", "in.ipynb", f"{OUTPUT}/out.ipynb",
+                           str(cell_timeout_s)], work, limits, extra_hide=extra_hide, readonly=library_paths())
+    out = work / OUTPUT / "out.ipynb"
     if not out.exists():
-        return None, "not executed: " + ("time limit" if outcome.timed_out else outcome.stderr[-300:])
+        if outcome.reason:
+            return None, f"not executed: {outcome.detail}"
+        return None, "not executed: " + (outcome.stderr.strip()[-300:] or f"exit status {outcome.returncode}")
+    # Where the executed notebook of a unit has always been kept (the coordinator compares against it).
+    os.replace(out, work / "out.ipynb")
+    shutil.rmtree(work / OUTPUT, ignore_errors=True)
+    out = work / "out.ipynb"
     try:
         ran = nbformat.read(out, as_version=4)
     except Exception:  # the sandboxed process wrote something that is not a notebook
@@ -115,8 +138,8 @@ def run_notebook(ipynb: str, files: dict[str, bytes], work: Path, sandbox: Sandb
     status = ran.metadata.get("autograder_run", {}).get("status", "stopped early")
     if outcome.timed_out:
         status = f"stopped at the {wall_s:.0f} s limit"
-    elif outcome.oom:
-        status = "stopped: memory limit"
+    elif outcome.reason:
+        status = f"stopped: {outcome.detail}"
     return nbformat.writes(ran), str(status)
 
 
@@ -141,9 +164,10 @@ def run_unit_on_worker(unit: dict) -> dict:
                 local = Path(tempfile.gettempdir())
             scratch = local / "autograder-units"
             scratch.mkdir(parents=True, exist_ok=True)
-            # Student code sees neither the worker's other units nor its spilled data nor the sources.
+            # Student code sees only the sandbox's minimal view; the worker's folder (its other units, its
+            # spilled data) and the sources stay hidden even if one of them lies inside a bound folder.
             _worker_state["sandbox"] = Sandbox(hide=[local, REPO / "course", REPO / "solutions", REPO / "autograder",
-                                                     REPO / ".git"], keep=[REPO])
+                                                     REPO / ".git"])
             _worker_state["scratch"] = scratch
             _worker_state["fingerprint"] = fingerprint()
     if unit["fingerprint"] != _worker_state["fingerprint"]:

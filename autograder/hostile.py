@@ -148,6 +148,76 @@ def _stderr_noise(nb, fn, answer):
         ":\n", ":\n    warnings.warn('a harmless warning')\n    print('noise', file=sys.stderr)\n", 1))
 
 
+THREAD = ("import threading\n\n\ndef _spin():\n    while True:\n        pass\n\n\n"
+          "threading.Thread(target=_spin).start()\n\n")
+
+
+def _thread_in_answer(nb, fn, answer):
+    return _answer(nb, fn, THREAD + answer)
+
+
+def _unkillable_answer(nb, fn, answer):
+    # Ignores SIGTERM and SIGINT, disables os._exit (the grading process's own quick exit) and leaves a thread:
+    # only the grader's SIGKILL ends it.
+    return _answer(nb, fn, "import os\nimport signal\n\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                           "signal.signal(signal.SIGINT, signal.SIG_IGN)\nos._exit = lambda *args: None\n"
+                           + THREAD + answer)
+
+
+def _daemon_in_answer(nb, fn, answer):
+    return _answer(nb, fn, "import os\nimport signal\nimport time\n\nif os.fork() == 0:\n    os.setsid()\n"
+                           "    if os.fork() == 0:\n        signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                           "        while True:\n            time.sleep(0.2)\n    os._exit(0)\n\n" + answer)
+
+
+# Looks everywhere it can for other students' work, the grading folder (gradebook, hidden-case key,
+# results) and root-only files, and prints the start of each. Graded next to the honest student, it must
+# find nothing of theirs; the self-test checks that no such content reaches any feedback or grades.csv.
+SNOOP = """
+import os
+import sys
+
+_found = []
+_skip = {"/proc", "/sys", "/dev", "/usr", sys.prefix, sys.base_prefix}   # the system and Python: no secrets
+_seen = 0
+for _top, _dirs, _files in os.walk("/"):
+    _dirs[:] = [d for d in _dirs if os.path.join(_top, d) not in _skip]
+    for _name in _files:
+        _seen += 1
+        _path = os.path.join(_top, _name)
+        if _name.endswith((".ipynb", ".db", ".csv", ".key", ".zip", ".txt", ".json")) or "secret" in _name \\
+                or _top.startswith(("/root", "/home")):
+            try:
+                with open(_path, "rb") as _f:
+                    _found.append((_path, _f.read(300)))
+            except OSError:
+                pass
+    if _seen > 200000:
+        break
+for _path, _head in _found[:300]:
+    print(_path, _head)
+"""
+
+
+def _read_secrets(nb, fn, answer):
+    return _answer(nb, fn, answer + "\n\n" + SNOOP)
+
+
+def _fill_disk(nb, fn, answer):
+    # Several files (one is capped at Limits.file_bytes), gigabytes in all; then the one host folder.
+    return _insert_after(nb, fn, "written = 0\nfor folder in ('.', 'out'):\n    for i in range(40):\n"
+                                 "        try:\n            with open(f'{folder}/fill_{i}.bin', 'wb') as f:\n"
+                                 "                for _ in range(128):\n"
+                                 "                    f.write(b'\\0' * 2**20)\n"
+                                 "                    written += 2**20\n"
+                                 "        except OSError as e:\n            print(folder, written, e)\n"
+                                 "            break")
+
+
+def _huge_print(nb, fn, answer):
+    return _answer(nb, fn, answer + "\n\nfor _ in range(1024):\n    print('x' * (2**20 - 1))\n")
+
+
 CORPUS = [
     Hostile("corrupted_json", "the file is cut in half", _corrupt, "error", False),
     Hostile("deleted_test_cell", "the test cell was deleted", _delete_test, "tampered", True),
@@ -170,4 +240,22 @@ CORPUS = [
     Hostile("stderr_noise", "a correct answer that writes warnings to stderr", _stderr_noise, "ok", True),
     Hostile("read_gradebook", "a cell searches for the gradebook and overwrites it", _read_gradebook,
             "ok", True, needs_isolation=True),
+    # The grading process stops the answer's process once its results are written; the notebook run's
+    # kernel is killed at the end of the run. Full marks: the function is right.
+    Hostile("thread_in_answer", "a non-daemon endless thread started in the answer cell, above a correct "
+            "function", _thread_in_answer, "ok", True),
+    Hostile("unkillable_answer", "the answer cell ignores SIGTERM and SIGINT, disables os._exit and leaves an "
+            "endless thread, above a correct function", _unkillable_answer, "ok", True),
+    # Killed with the run: by bubblewrap's PID namespace, the run's cgroup, or (neither) the run's tag.
+    Hostile("daemon_in_answer", "the answer cell double-forks a setsid daemon that ignores SIGTERM and never "
+            "exits, above a correct function", _daemon_in_answer, "ok", True),
+    # Only bubblewrap's minimal view and the unprivileged uid keep the files out of reach.
+    Hostile("read_secrets", "a correct answer cell that then searches the whole file system for other "
+            "submissions, the grading folder and root-only files and prints what it finds", _read_secrets,
+            "ok", True, needs_isolation=True),
+    # The working folder's quota (tmpfs, or the polled folder) and the output folder's cap stop it; the
+    # notebook run may lose its outputs, the function check is not touched.
+    Hostile("fill_disk", "a later cell writes gigabytes into its folder and its output folder", _fill_disk,
+            "ok", True),
+    Hostile("huge_print", "a correct answer cell that then prints 1 GiB", _huge_print, "ok", True),
 ]
