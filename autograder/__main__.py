@@ -40,8 +40,8 @@ def main(argv=None) -> int:
     from .grade import Grader
     from .submissions import SubmissionsError
     try:
-        rows = Grader(args.out, jobs=args.jobs, force=args.force, scheduler=args.dask).grade(
-            args.submissions, args.assignment)
+        grader = Grader(args.out, jobs=args.jobs, force=args.force, scheduler=args.dask)
+        rows = grader.grade(args.submissions, args.assignment)
     except (SubmissionsError, ClusterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -49,6 +49,11 @@ def main(argv=None) -> int:
     students = len({r["student_id"] for r in rows})
     print(f"graded {students} students, {len(rows)} graded cells: "
           + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    st = getattr(grader, "stats", {})
+    if st.get("reused"):
+        print(f"this run graded {st['graded']} submissions and reused {st['reused']} results of an earlier run "
+              f"(same files, same key); {st['rerecorded']} of those were missing from the gradebook or their "
+              "feedback and were recorded again")
     print(f"grades: {args.out / 'grades.csv'}; feedback: {args.out / 'feedback'}; gradebook: "
           f"{args.out / 'gradebook.db'}")
     return 0

@@ -99,14 +99,33 @@ def _monkeypatches(code: str) -> list[str]:
     return found
 
 
-def audit(source: nbformat.NotebookNode, submitted: nbformat.NotebookNode, functions: list[str]) -> Audit:
-    """Compare ``submitted`` with ``source``: find each answer, and note deleted or altered graded cells."""
-    result = Audit()
+def answer_cells(submitted: nbformat.NotebookNode) -> dict:
+    """``{grade_id: cell}`` with the LAST cell of each grade_id, the one nbgrader grades.
+
+    nbgrader's ``DeduplicateIds`` walks the notebook backwards and strips the metadata of every earlier
+    copy; the function checks, the notebook run and the gradebook follow that one rule.
+    """
     by_id = {}
     for cell in submitted.cells:
         gid = nbgrader_meta(cell).get("grade_id")
         if gid:
-            by_id.setdefault(gid, cell)
+            by_id[gid] = cell
+    return by_id
+
+
+def audit(source: nbformat.NotebookNode, submitted: nbformat.NotebookNode, functions: list[str]) -> Audit:
+    """Compare ``submitted`` with ``source``: find each answer, and note deleted or altered graded cells."""
+    result = Audit()
+    by_id = answer_cells(submitted)
+    counts: dict[str, int] = {}
+    for cell in submitted.cells:
+        gid = nbgrader_meta(cell).get("grade_id")
+        if gid:
+            counts[gid] = counts.get(gid, 0) + 1
+    for gid, n in counts.items():
+        if n > 1:
+            result.note(gid, f"the notebook holds {n} cells with grade_id {gid}; the last one is the answer in "
+                             "force and was graded (nbgrader's rule: it ignores the earlier copies)")
     for cell in source.cells:
         meta = nbgrader_meta(cell)
         gid = meta.get("grade_id")

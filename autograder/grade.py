@@ -34,14 +34,17 @@ import nbformat
 from secondorder.exercises import EXERCISES
 
 from . import audit as audit_mod
+from . import secret
 from .course import COURSE, REPO, WIDGET_VIEW, assignments_in_course, nbgrader_config, prepare, sanitize
 from .executors import ClusterError, UnitLost, make_executor, run_unit
 from .replay import ReplayExecute
 from .sandbox import Sandbox
-from .submissions import Submission, SubmissionsError, collect, safe_extract
+from .submissions import Submission, SubmissionsError, collect_all, extract
 
-STATUSES = ("ok", "failed", "error", "timeout", "tampered", "missing", "delegated")
-CSV_FIELDS = ["student_id", "assignment", "grade_id", "score", "max_score", "status", "message"]
+STATUSES = ("ok", "failed", "error", "timeout", "tampered", "missing", "delegated", "refused")
+# student_id is the name as received; grading_id the safe id of the gradebook and the grading folder.
+CSV_FIELDS = ["student_id", "grading_id", "assignment", "grade_id", "score", "max_score", "status", "message"]
+UNPLACED = ".unplaced.json"   # in .results/: what the last run found but could not place
 NOTEBOOK_WALL_S = 300.0
 CELL_TIMEOUT_S = 60
 VERSION = "1"   # bump to invalidate cached results when grading rules change
@@ -113,11 +116,20 @@ class Grader:
         self.scheduler, self.executor = scheduler, executor
         self._db_lock = threading.Lock()
         self._release_cache: dict[str, dict] = {}
+        self._key: bytes | None = None
         self.results = self.out / ".results"
         self.work = self.out / ".work"
         # Student code must see neither the gradebook, nor other submissions, nor the sources.
         self.sandbox = Sandbox(hide=[self.out, self.course, REPO / "course", REPO / "solutions",
                                      REPO / "autograder", REPO / ".git", *hide], keep=[REPO])
+
+    @property
+    def key(self) -> bytes:
+        """The instructor's hidden-case key (:mod:`autograder.secret`), created on first use."""
+        with self._db_lock:
+            if self._key is None:
+                self._key = secret.load_or_create_key(self.out)
+        return self._key
 
     # -- one student ---------------------------------------------------------------------------
 
@@ -134,11 +146,12 @@ class Grader:
         extras = {n: folder / n for n in NBGRADER_FILES if folder is not None and (folder / n).is_file()
                   and not (folder / n).is_symlink() and (folder / n).stat().st_size <= 4096}
         key = _digest([*sub.notebooks.values(), *extras.values()],
-                      _source_digest(self.course, sub.assignment, self.execute))
+                      _source_digest(self.course, sub.assignment, self.execute) + secret.fingerprint(self.key)
+                      + json.dumps(sorted(sub.refused.items())))
         record_path = self.results / sub.student / f"{sub.assignment}.json"
-        if not self.force and record_path.exists():
-            old = json.loads(record_path.read_text())
-            if old.get("key") == key:
+        if not self.force:
+            old = _read_record(record_path)
+            if old is not None and old.get("key") == key:
                 old["skipped"] = True
                 return _Plan(sub, old)
         # The files as received are kept under .received/; nbgrader reads submitted/, where renamed
@@ -154,8 +167,10 @@ class Grader:
                 shutil.copyfile(path, dest / f"{nb_id}.ipynb")
             for name, path in extras.items():
                 shutil.copyfile(path, dest / name)
-        record = {"key": key, "student": sub.student, "assignment": sub.assignment, "notebooks": {},
-                  "problems": sub.problems}
+        record = {"key": key, "student": sub.student, "original": sub.original or sub.student,
+                  "assignment": sub.assignment, "notebooks": {}, "problems": sub.problems + [
+                      r for nb_id, r in sorted(sub.refused.items()) if not (self.out / "source" / sub.assignment /
+                                                                            f"{nb_id}.ipynb").exists()]}
         unit = {"student": sub.student, "assignment": sub.assignment, "checks": [], "runs": [],
                 "cell_timeout_s": self.cell_timeout_s, "notebook_wall_s": self.notebook_wall_s}
         plan = _Plan(sub, record, unit)
@@ -176,9 +191,11 @@ class Grader:
             plan.done[nb_id] = {
                 "cells": {m["grade_id"]: {"score": 0.0, "max_score": float(m.get("points", 0)),
                                           "status": status, "message": message} for _, m in graded},
-                "executed": None, "corrupt": status == "error"}
+                "executed": None, "corrupt": status in ("error", "refused")}
 
         path = sub.notebooks.get(nb_id)
+        if path is None and nb_id in sub.refused:
+            return everything("refused", sub.refused[nb_id])
         if path is None:
             return everything("missing", f"{nb_id}.ipynb was not submitted")
         try:
@@ -197,7 +214,9 @@ class Grader:
         for name in functions:
             if name in found.answers:
                 plan.unit["checks"].append({"notebook": nb_id, "name": name, "answer": found.answers[name],
-                                            "setup": audit_mod.setup_source(source, name)})
+                                            "setup": audit_mod.setup_source(source, name),
+                                            "draw": secret.draw_for(self.key, sub.student, name,
+                                                                    found.answers[name])})
         plan.context[nb_id] = (functions, graded, found, submitted)
         if not self.execute:
             plan.run_status[nb_id] = "not executed"
@@ -249,9 +268,7 @@ class Grader:
                                           "corrupt": False}
         if result.get("host"):                         # where and how long the sandboxed work ran
             record["graded_on"], record["unit_seconds"] = result["host"], round(result.get("seconds", 0.0), 1)
-        record_path = self.results / sub.student / f"{sub.assignment}.json"
-        record_path.parent.mkdir(parents=True, exist_ok=True)
-        record_path.write_text(json.dumps(record, indent=1))
+        self._save(record)
         return record
 
     def _test_cell_row(self, name, points, verdicts, found, patch_note, gid) -> dict:
@@ -290,7 +307,7 @@ class Grader:
         return self._release_cache[key].get(gid)
 
     def _manual_row(self, gid, points, submitted, found, stub: str | None = None) -> dict:
-        cell = next((c for c in submitted.cells if audit_mod.nbgrader_meta(c).get("grade_id") == gid), None)
+        cell = audit_mod.answer_cells(submitted).get(gid)
         notes = found.notes.get(gid, [])
         text = cell.source.strip() if cell is not None else ""
         if cell is None or text in ("", "YOUR ANSWER HERE") or (stub is not None and text == stub.strip()):
@@ -308,8 +325,10 @@ class Grader:
         known = assignments_in_course(self.course)
         if assignment is not None and assignment not in known:
             raise SubmissionsError(f"unknown assignment {assignment!r}; the course has {sorted(known)}")
+        self.key  # noqa: B018 - the key is created (once) here, before any thread needs it
+        damaged, originals = {}, {}
         if submissions.is_file():
-            root = safe_extract(submissions, self.out / ".incoming")
+            root, damaged, originals = extract(submissions, self.out / ".incoming")
         else:
             root = submissions.resolve()
             if root == self.out or self.out in root.parents:
@@ -317,14 +336,19 @@ class Grader:
                                        "rewrites; grade into another --out (e.g. nbgrader's collected "
                                        "course/submitted with --out grading)")
             self.sandbox.hide.append(root)
-        subs = collect(root, assignment, known)
-        if not subs:
+        valid, unplaced = collect_all(root, assignment, known, damaged=damaged, originals=originals)
+        if not valid and not unplaced:
             raise SubmissionsError(f"no submissions found under {submissions} (expected "
                                    "<student_id>/<assignment_id>/<notebook>.ipynb)")
-        valid = [s for s in subs if not any("skipped" in p and "student id" in p for p in s.problems)]
-        for s in subs:
+        for s in valid:
             for p in s.problems:
-                print(f"warning: {s.student}/{s.assignment}: {p}", file=sys.stderr)
+                print(f"warning: {s.original or s.student}/{s.assignment}: {p}", file=sys.stderr)
+        for u in unplaced:
+            print(f"warning: not graded: {u.reason}", file=sys.stderr)
+        self.results.mkdir(parents=True, exist_ok=True)
+        (self.results / UNPLACED).write_text(json.dumps([u.__dict__ for u in unplaced], indent=1))
+        if not valid:
+            return self.write_csv()
         # The cluster first: an unreachable scheduler is reported before any work is done.
         executor = self.executor if self.executor is not None else make_executor(self.scheduler, self.jobs)
         try:
@@ -333,10 +357,46 @@ class Grader:
         finally:
             if self.executor is None:
                 executor.close()
+        present = self._in_gradebook()
+        self.stats = {"graded": 0, "reused": 0, "recorded": 0, "rerecorded": 0}
         for rec in sorted(records, key=lambda r: (r["student"], r["assignment"])):
-            if not rec.get("skipped"):
-                self._record_in_gradebook(api, rec)
+            reused = bool(rec.get("skipped"))
+            self.stats["reused" if reused else "graded"] += 1
+            # A reused result is recorded again when an earlier run stopped before its gradebook entry and
+            # feedback were complete (killed in either phase, or the gradebook was replaced).
+            if reused and rec.get("recorded") == rec["key"] and (rec["student"], rec["assignment"]) in present \
+                    and self._feedback_complete(rec):
+                continue
+            self._record_in_gradebook(api, rec)
+            rec["recorded"] = rec["key"]
+            self._save(rec)
+            self.stats["rerecorded" if reused else "recorded"] += 1
         return self.write_csv()
+
+    def _save(self, record: dict) -> None:
+        """Write a student's record atomically: a run killed mid-write leaves the old one or the new one."""
+        path = self.results / record["student"] / f"{record['assignment']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps({k: v for k, v in record.items() if k != "skipped"}, indent=1))
+        os.replace(tmp, path)
+
+    def _in_gradebook(self) -> set[tuple[str, str]]:
+        """``(student, assignment)`` of every submission the gradebook holds."""
+        db = self.out / "gradebook.db"
+        if not db.exists():
+            return set()
+        from nbgrader.api import Gradebook, SubmittedAssignment
+        with Gradebook(f"sqlite:///{db}") as gb:
+            return {(s.student.id, s.assignment.name) for s in gb.db.query(SubmittedAssignment).all()}
+
+    def _feedback_complete(self, rec: dict) -> bool:
+        """Every notebook nbgrader processed has its feedback page (corrupt ones have none by design)."""
+        if rec.get("problems") and any("generate_feedback failed" in p for p in rec["problems"]):
+            return True                                      # no feedback possible: said so in the record
+        folder = self.out / "feedback" / rec["student"] / rec["assignment"]
+        return all((folder / f"{nb_id}.html").exists() for nb_id, nb in rec["notebooks"].items()
+                   if not nb.get("corrupt") and not any(n.get("corrupt") for n in rec["notebooks"].values()))
 
     def _run_phase1(self, subs: list[Submission], executor) -> list[dict]:
         """Plan each submission here, run its unit on ``executor``, finish it here as it comes back."""
@@ -395,11 +455,9 @@ class Grader:
                 m["grade_id"]: {"score": 0.0, "max_score": float(m.get("points", 0)), "status": "error",
                                 "message": message}
                 for m in (audit_mod.nbgrader_meta(c) for c in source.cells) if m.get("grade")}}
-        record = {"key": None, "student": sub.student, "assignment": sub.assignment, "notebooks": notebooks,
-                  "problems": sub.problems}
-        path = self.results / sub.student / f"{sub.assignment}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=1))
+        record = {"key": None, "student": sub.student, "original": sub.original or sub.student,
+                  "assignment": sub.assignment, "notebooks": notebooks, "problems": sub.problems}
+        self._save(record)
         return record
 
     def _record_in_gradebook(self, api, rec: dict) -> None:
@@ -458,16 +516,28 @@ class Grader:
         manual = self._manual_scores()
         rows = []
         for path in sorted(self.results.glob("*/*.json")):
-            rec = json.loads(path.read_text())
+            rec = _read_record(path)
+            if rec is None:
+                continue
             for nb_id, nb in sorted(rec["notebooks"].items()):
                 for gid, row in nb["cells"].items():
                     score = row["score"]
                     if score is None:
                         score = manual.get((rec["student"], rec["assignment"], nb_id, gid))
-                    rows.append({"student_id": rec["student"], "assignment": rec["assignment"], "grade_id": gid,
+                    rows.append({"student_id": rec.get("original", rec["student"]), "grading_id": rec["student"],
+                                 "assignment": rec["assignment"], "grade_id": gid,
                                  "score": "" if score is None else f"{float(score):g}",
                                  "max_score": f"{row['max_score']:g}", "status": row["status"],
                                  "message": row["message"]})
+        try:
+            unplaced = json.loads((self.results / UNPLACED).read_text())
+        except (OSError, ValueError):
+            unplaced = []
+        for u in unplaced:
+            parts = u["path"].split("/")
+            rows.append({"student_id": u["student"], "grading_id": "", "assignment": parts[1] if len(parts) > 2 else "",
+                         "grade_id": "", "score": "0", "max_score": "", "status": "refused",
+                         "message": f"{u['path']}: {u['reason']}"})
         with open(self.out / "grades.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, CSV_FIELDS)
             writer.writeheader()
@@ -487,6 +557,14 @@ class Grader:
                     scores[(nb.assignment.student.id, nb.assignment.assignment.name, nb.name,
                             grade.name)] = grade.manual_score
         return scores
+
+
+def _read_record(path: Path) -> dict | None:
+    """A saved record, or None when there is none or it cannot be read (then the student is graded again)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _last_line(result: dict) -> str:

@@ -101,3 +101,8 @@ def write_submission(root: Path, student: str, nb, assignment: str = MINI, raw: 
     else:
         nbformat.write(nb, path)
     return path
+
+
+def rows_of(rows, student):
+    """``{grade_id: row}`` of one student's rows of ``grades.csv``."""
+    return {r["grade_id"]: r for r in rows if r["student_id"] == student}

@@ -100,3 +100,13 @@ def site(tmp_path_factory, executed_release):
     out = tmp_path_factory.mktemp("site") / "html"
     assert build_site(out, executed=executed).is_file()
     return out
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    """The one-function course of ``autograder_fixtures``: ``(root, course folder, its nbgrader release)``."""
+    from autograder_fixtures import make_course, release_of
+
+    root = tmp_path_factory.mktemp("mini")
+    course = make_course(root)
+    return root, course, release_of(course, root / "release")

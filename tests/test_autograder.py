@@ -7,9 +7,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+import nbformat
 import pytest
-from autograder_fixtures import MINI, make_course, release_of, solution_answer, with_answer, write_submission
+from autograder_fixtures import MINI, rows_of, solution_answer, with_answer, write_submission
 
+from autograder import secret
 from autograder.grade import STATUSES, Grader
 from autograder.hostile import CORPUS
 from autograder.sandbox import bwrap_available, processes_capped
@@ -24,17 +26,7 @@ needs_isolation = pytest.mark.skipif(not ISOLATED, reason="checks the sandbox's 
 # Without a cap on processes (root, no cgroups) the fork bomb is left out: nothing would stop it.
 HOSTILE = [h for h in CORPUS if (ISOLATED or not h.needs_isolation) and (processes_capped() or not h.needs_process_cap)]
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def mini(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mini")
-    course = make_course(root)
-    return root, course, release_of(course, root / "release")
-
-
-def _rows(rows, student):
-    return {r["grade_id"]: r for r in rows if r["student_id"] == student}
+MARKER = "f3c1-honest-secret-8d2e"
 
 
 def _tree_digest(path: Path) -> str:
@@ -55,7 +47,14 @@ def hostile_run(mini, tmp_path_factory):
     answer = solution_answer()
     good = with_answer(release, "sr1_update", answer)
     subs = tmp / "subs"
-    write_submission(subs, "honest", good)
+    # A secret in the honest student's notebook and in a root-only file beside the submissions: no other
+    # student's code may read either.
+    honest = with_answer(release, "sr1_update", answer)
+    honest.cells.append(nbformat.v4.new_markdown_cell(f"my notes {MARKER}"))
+    write_submission(subs, "honest", honest)
+    secret_file = tmp / "instructor-only.txt"
+    secret_file.write_text(MARKER)
+    secret_file.chmod(0o600)
     write_submission(subs, "blank", release)
     for h in HOSTILE:
         made = h.make(good, "sr1_update", answer)
@@ -70,14 +69,14 @@ def test_honest_blank_and_hostile_in_one_run(hostile_run):
     rows, out, _ = hostile_run
     assert {r["status"] for r in rows} <= set(STATUSES)
 
-    honest = _rows(rows, "honest")
+    honest = rows_of(rows, "honest")
     assert honest["test_sr1_update"]["status"] == "ok" and honest["test_sr1_update"]["score"] == "6"
-    blank = _rows(rows, "blank")
+    blank = rows_of(rows, "blank")
     assert blank["test_sr1_update"]["score"] == "0" and blank["test_sr1_update"]["status"] == "missing"
     assert blank["q_skip"]["status"] == "missing"
     failures = []
     for h in HOSTILE:
-        row = _rows(rows, h.name.replace("_", "-"))["test_sr1_update"]
+        row = rows_of(rows, h.name.replace("_", "-"))["test_sr1_update"]
         full = row["score"] == row["max_score"]
         if row["status"] != h.status or full != h.full_marks or not row["message"]:
             failures.append(f"{h.name}: got {row['status']} {row['score']}/{row['max_score']} "
@@ -95,10 +94,19 @@ def test_honest_blank_and_hostile_in_one_run(hostile_run):
 def test_hostile_submissions_stay_in_their_folder(hostile_run):
     rows, out, before = hostile_run
     escapes = [h.name for h in CORPUS if h.needs_isolation]
-    assert escapes and all(_rows(rows, name.replace("_", "-")) for name in escapes)
+    assert escapes and all(rows_of(rows, name.replace("_", "-")) for name in escapes)
     # Nothing outside the grading folder changed, and the gradebook still holds everyone's grades.
     assert (_tree_digest(REPO / "course"), (REPO / "README.md").read_bytes()) == before
     assert not (REPO / "course" / "pwned.txt").exists()
+    # What the snooping submissions printed holds neither the honest student's notebook, nor the root-only
+    # file, nor the instructor's key; and the work folders hold only results.
+    key_hex = (out / secret.KEY_FILE).read_text().strip()
+    leaks = [str(p.relative_to(out)) for p in [out / "grades.csv", *(out / "feedback").rglob("*.html"),
+                                               *(out / ".work").rglob("*.ipynb")]
+             if "honest" not in p.parts and (MARKER in p.read_text(errors="replace")
+                                             or key_hex in p.read_text(errors="replace"))]
+    assert not leaks
+    assert sum(p.stat().st_size for p in (out / ".work").rglob("*") if p.is_file()) < 64 * 2**20
     from nbgrader.api import Gradebook
     with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
         assert gb.find_submission(MINI, "honest").score == 6.0
@@ -130,7 +138,7 @@ def test_lms_zip_and_unsafe_zip(mini, tmp_path):
         for p in subs.rglob("*.ipynb"):
             zf.write(p, Path("export") / p.relative_to(subs))
     rows = Grader(tmp_path / "out", course=course, execute=False).grade(archive)
-    assert _rows(rows, "carol")["test_sr1_update"]["status"] == "ok"
+    assert rows_of(rows, "carol")["test_sr1_update"]["status"] == "ok"
     evil = tmp_path / "evil.zip"
     with zipfile.ZipFile(evil, "w") as zf:
         zf.writestr("../../escape/00_mini/00_mini.ipynb", "{}")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from autograder_fixtures import make_course, release_of, solution_answer, with_answer, write_submission
 
+from autograder import secret
 from autograder.executors import DaskExecutor, UnitLost
 from autograder.grade import Grader
 from autograder.hostile import CORPUS, wrong_answer
@@ -26,8 +27,14 @@ HOSTILE = ("patched_allclose",)
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
-    """The mini course and a batch: an honest, a blank and a hostile submission."""
+    """The mini course and a batch: an honest, a blank and a hostile submission.
+
+    Every grading folder of this module draws the hidden cases from one key (``AUTOGRADER_KEY_FILE``), as
+    an instructor grading one class on two backends would: the grades can then be compared line by line.
+    """
     root = tmp_path_factory.mktemp("dask")
+    saved = os.environ.get(secret.KEY_ENV)
+    os.environ[secret.KEY_ENV] = str(root / "shared.key")
     course = make_course(root)
     release = release_of(course, root / "release")
     answer = solution_answer()
@@ -38,7 +45,11 @@ def batch(tmp_path_factory):
     for h in CORPUS:
         if h.name in HOSTILE:
             write_submission(subs, h.name.replace("_", "-"), h.make(good, "sr1_update", answer))
-    return root, course, subs
+    yield root, course, subs
+    if saved is None:
+        os.environ.pop(secret.KEY_ENV, None)
+    else:
+        os.environ[secret.KEY_ENV] = saved
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +61,15 @@ def client():
 
 
 def _patched_allclose_score() -> float:
-    """The score of that hostile submission's wrong answer, computed in process."""
+    """The score of that hostile submission's wrong answer, computed in process on the student's draw."""
     import torch
     from secondorder.exercises import get_exercise
 
     namespace = {"torch": torch}
-    exec(wrong_answer(solution_answer()), namespace)
-    results = get_exercise("sr1_update").run_in_process(namespace["sr1_update"], hidden=True).results
+    source = wrong_answer(solution_answer())
+    exec(source, namespace)
+    draw = secret.draw_for(secret.load_or_create_key(Path(".")), "patched-allclose", "sr1_update", source)
+    results = get_exercise("sr1_update").run_in_process(namespace["sr1_update"], hidden=True, draw=draw).results
     return round(6 * sum(r.passed for r in results) / len(results), 2)
 
 
@@ -77,7 +90,8 @@ def test_same_grades_as_local(batch, client, local_csv):
            executor=DaskExecutor(client=client)).grade(subs)
     print(f"dask backend (LocalCluster, 2 workers): {time.perf_counter() - t0:.1f} s")
     assert (root / "dask" / "grades.csv").read_text() == local_csv
-    assert f"\npatched-allclose,00_mini,test_sr1_update,{_patched_allclose_score()},6,tampered," in local_csv
+    assert f"\npatched-allclose,patched-allclose,00_mini,test_sr1_update,{_patched_allclose_score()},6,tampered," \
+        in local_csv
     # The executed notebook came back from the worker: the feedback shows the student's own output.
     html = (root / "dask" / "feedback" / "honest" / "00_mini" / "00_mini.html").read_text()
     assert "tensor([[" in html and "hidden=True" not in html
