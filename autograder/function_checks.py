@@ -29,6 +29,9 @@ HERE = Path(__file__).resolve().parent
 STARTUP_TIMEOUT_S = 120.0    # interpreter start, torch import and the setup imports (not the student's time)
 ANSWER_TIMEOUT_S = 30.0      # the answer cell itself
 MEMORY_BYTES = 2 * 2**30
+# What the returned values of all cases may take on the host: a wrong answer of the wrong shape (an
+# (N, d, d) stack where a (d, d) factor is due) is still the answer, graded and diagnosed, not a quota kill.
+RESULT_BYTES = 1 * 2**30
 DISK_BYTES = 512 * 2**20      # what the answer may write in its working directory
 
 
@@ -131,7 +134,7 @@ def check_function(exercise: Exercise, answer: str, setup: list[str], workdir: P
 
 def _limits(budget: float) -> Limits:
     """The caps of one child process: ``budget`` seconds in all, the memory and disk of one check."""
-    return Limits(wall_s=budget, memory_bytes=MEMORY_BYTES, disk_bytes=DISK_BYTES)
+    return Limits(wall_s=budget, memory_bytes=MEMORY_BYTES, disk_bytes=DISK_BYTES, output_bytes=RESULT_BYTES)
 
 
 def _watch(running, out: Path, cases, start: int) -> int | None:
