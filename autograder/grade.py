@@ -394,9 +394,10 @@ class Grader:
         """Every notebook nbgrader processed has its feedback page (corrupt ones have none by design)."""
         if rec.get("problems") and any("generate_feedback failed" in p for p in rec["problems"]):
             return True                                      # no feedback possible: said so in the record
+        if any(nb.get("corrupt") for nb in rec["notebooks"].values()):
+            return True                                      # recorded without nbgrader: no feedback page
         folder = self.out / "feedback" / rec["student"] / rec["assignment"]
-        return all((folder / f"{nb_id}.html").exists() for nb_id, nb in rec["notebooks"].items()
-                   if not nb.get("corrupt") and not any(n.get("corrupt") for n in rec["notebooks"].values()))
+        return all((folder / f"{nb_id}.html").exists() for nb_id in rec["notebooks"])
 
     def _run_phase1(self, subs: list[Submission], executor) -> list[dict]:
         """Plan each submission here, run its unit on ``executor``, finish it here as it comes back."""
