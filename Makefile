@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 CHROMIUM := $(or $(wildcard /usr/bin/chromium),$(shell command -v chromium 2>/dev/null))
 
 .DEFAULT_GOAL := help
-.PHONY: help env lab test test-fast test-browser lint bench gpu-check gpu-wheels clean assignments grade selftest site
+.PHONY: help env lab lab-instructor test test-fast test-browser lint bench gpu-check gpu-wheels clean assignments grade selftest site
 
 help: ## Show this help
 	@echo "Second-Order Methods: make targets"
@@ -27,9 +27,26 @@ $(STAMP): $(DEPS)
 env: $(STAMP) ## Create or update .venv/ (skipped in seconds when up to date)
 	@echo "environment ready: $(VENV)"
 
-lab: $(STAMP) ## Set up everything and open JupyterLab on the course (loopback)
+# JupyterLab as students see it: deploy/jupyter/student, first on JUPYTER_CONFIG_PATH (nothing is written to
+# ~/.jupyter), turns nbgrader's instructor tools off and keeps Validate.
+lab: $(STAMP) ## Set up everything and open JupyterLab on the course as a student (loopback; Validate, no instructor tools)
 	@echo "Opening JupyterLab at http://127.0.0.1:$(PORT)/lab (the URL with its token is printed below)"
-	$(VENV)/bin/jupyter lab --no-browser --ip 127.0.0.1 --port $(PORT) --notebook-dir . $(if $(filter 0,$(shell id -u)),--allow-root)
+	JUPYTER_CONFIG_PATH=$(CURDIR)/deploy/jupyter/student$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH} \
+		$(VENV)/bin/jupyter lab --no-browser --ip 127.0.0.1 --port $(PORT) --notebook-dir . $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# The instructor's JupyterLab: deploy/jupyter/instructor turns nbgrader's tools (Create Assignment, the Nbgrader
+# menu, the Formgrader) on, also over a hub's environment-wide "off". The server
+# starts in the grading folder, so the Formgrader is that folder's course (its gradebook, its hand grading),
+# never the repository's: releases come from `make assignments` only. A missing folder is made empty.
+lab-instructor: $(STAMP) ## JupyterLab with nbgrader's instructor tools, the Formgrader on a grading folder [OUT=grading]
+	@test -f "$(or $(OUT),grading)/nbgrader_config.py" || $(PY) -c "import sys, pathlib, autograder.course as c; \
+		c.prepare(pathlib.Path(sys.argv[1]).resolve(), [])" "$(or $(OUT),grading)"
+	@cd "$(or $(OUT),grading)" && here=$$(pwd -P) && repo=$$(cd "$(CURDIR)" && pwd -P) && \
+	case "$$here/" in "$$repo/"*) root=$$repo ;; *) root=$$here ;; esac && \
+	echo "Instructor JupyterLab on $$root, Formgrader on $$here: http://127.0.0.1:$(PORT)/lab" && \
+	JUPYTER_CONFIG_PATH=$(CURDIR)/deploy/jupyter/instructor$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH} exec \
+		"$(abspath $(VENV))/bin/jupyter" lab --no-browser --ip 127.0.0.1 --port $(PORT) \
+		--ServerApp.root_dir="$$root" $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: $(STAMP) ## Set up everything and run the whole test suite (the browser tests where Chromium is installed)
 	@$(PY) -c "from autograder.sandbox import bwrap_available as b; raise SystemExit(not b())" || echo "skipped \
@@ -58,9 +75,9 @@ assignments: $(STAMP) ## Regenerate assignments/ (student release) and solutions
 site: $(STAMP) ## The course as a static site in build/site/ (the student releases, executed; no install to read it)
 	$(PY) -m autograder.site --out build/site
 
-grade: $(STAMP) ## Grade submissions: make grade SUBMISSIONS=export.zip [OUT=grading] [ARGS=--force]
-	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder or zip> [OUT=grading]"; exit 2; }
-	$(PY) -m autograder grade "$(SUBMISSIONS)" --out "$(or $(OUT),grading)" $(ARGS)
+grade: $(STAMP) ## Grade submissions: make grade SUBMISSIONS=export.zip [ROSTER=roster.csv] [OUT=grading] [ARGS=--force]
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder or zip> [ROSTER=roster.csv] [OUT=grading]"; exit 2; }
+	$(PY) -m autograder grade "$(SUBMISSIONS)" --out "$(or $(OUT),grading)" $(if $(ROSTER),--roster "$(ROSTER)") $(ARGS)
 
 selftest: $(STAMP) ## Grade every section's solution, blank release and mutants; print the mutation score
 	$(PY) -m autograder selftest $(SECTIONS)
