@@ -1,4 +1,5 @@
-"""Command line: ``python -m autograder grade SUBMISSIONS [--assignment ID] [--out DIR] [--force] [--dask ADDRESS]``."""
+"""Command line: ``python -m autograder grade SUBMISSIONS [--assignment ID] [--out DIR] [--roster CSV] [--course DIR]
+[--force] [--dask ADDRESS]``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ def main(argv=None) -> int:
     g.add_argument("submissions", type=Path, help="a folder, or a .zip of one as an LMS exports")
     g.add_argument("--assignment", help="grade only this assignment (default: every one found)")
     g.add_argument("--out", type=Path, default=Path("grading"), help="grading folder (default: ./grading)")
+    g.add_argument("--roster", type=Path, default=None,
+                   help="class list, a CSV with the columns id, name (or first_name, last_name), email and the LMS "
+                        "id (canvas_id, moodle_id): maps an LMS download's students to ids, names in the gradebook")
+    g.add_argument("--course", type=Path, default=None,
+                   help="the folder of assignment sources, <assignment>/<notebook>.ipynb (default: course/)")
     g.add_argument("--force", action="store_true", help="regrade students that were already graded")
     g.add_argument("--jobs", type=int, default=None, help="parallel submissions (default: one per core)")
     g.add_argument("--dask", "--scheduler", dest="dask", metavar="ADDRESS", default=None,
@@ -40,20 +46,28 @@ def main(argv=None) -> int:
     from .grade import Grader
     from .submissions import SubmissionsError
     try:
-        grader = Grader(args.out, jobs=args.jobs, force=args.force, scheduler=args.dask)
-        rows = grader.grade(args.submissions, args.assignment)
+        grader = Grader(args.out, jobs=args.jobs, force=args.force, scheduler=args.dask,
+                        **({"course": args.course} if args.course else {}))
+        rows = grader.grade(args.submissions, args.assignment, roster=args.roster)
     except (SubmissionsError, ClusterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     counts = Counter(r["status"] for r in rows)
-    students = len({r["student_id"] for r in rows})
-    print(f"graded {students} students, {len(rows)} graded cells: "
-          + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    absent = [r for r in rows if r["status"] == "missing" and not r["grade_id"] and r["grading_id"]]
+    students = len({r["student_id"] for r in rows} - {r["student_id"] for r in absent})
+    print(f"graded {students} students, {len(rows) - len(absent)} graded cells: "
+          + ", ".join(f"{k} {v}" for k, v in sorted((counts - Counter(r["status"] for r in absent)).items())))
+    if absent:
+        print(f"{len(absent)} students on the roster handed nothing in for an assignment graded here "
+              "(rows with status missing)")
     st = getattr(grader, "stats", {})
     if st.get("reused"):
         print(f"this run graded {st['graded']} submissions and reused {st['reused']} results of an earlier run "
               f"(same files, same key); {st['rerecorded']} of those were missing from the gradebook or their "
               "feedback and were recorded again")
+    if st.get("refreshed"):
+        print(f"rewrote the feedback of {st['refreshed']} submissions whose scores or comments changed in the "
+              "gradebook since their feedback was written (hand grades)")
     print(f"grades: {args.out / 'grades.csv'}; feedback: {args.out / 'feedback'}; gradebook: "
           f"{args.out / 'gradebook.db'}")
     return 0

@@ -38,7 +38,8 @@ SOLUTION_DELIMITER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*$\n?", re
 
 
 def _sections(ids: list[str] | None) -> list[str]:
-    found = sorted(p.name for p in COURSE.iterdir() if p.is_dir() and (p / f"{p.name}.ipynb").exists())
+    """The assignments of ``course/`` (every folder holding a notebook), or those of ``ids``."""
+    found = sorted(p.name for p in COURSE.iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
     if ids:
         unknown = set(ids) - set(found)
         if unknown:
@@ -81,9 +82,14 @@ def generate_release(aid: str, dest: Path) -> Path:
     return out
 
 
-def solution_source(aid: str) -> nbformat.NotebookNode:
-    """The instructor notebook with the hidden tests removed (not executed)."""
-    nb = nbformat.read(COURSE / aid / f"{aid}.ipynb", as_version=4)
+def notebooks(aid: str) -> list[str]:
+    """The notebook names of assignment ``aid`` (a section has one, named as its folder)."""
+    return sorted(p.stem for p in (COURSE / aid).glob("*.ipynb"))
+
+
+def solution_source(aid: str, name: str | None = None) -> nbformat.NotebookNode:
+    """The instructor notebook ``name`` (default: the section's own) with the hidden tests removed (not executed)."""
+    nb = nbformat.read(COURSE / aid / f"{name or aid}.ipynb", as_version=4)
     nb, _ = ClearHiddenTests().preprocess(nb, {})
     for cell in nb.cells:       # a written answer's model answer reads as prose, without nbgrader's markers
         if cell.cell_type == "markdown":
@@ -152,11 +158,12 @@ def build_one(aid: str) -> None:
         shutil.rmtree(sol_dir)
     shutil.copytree(COURSE / aid, sol_dir, ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints",
                                                                           "__pycache__"))
-    nb = execute(solution_source(aid), sol_dir)
-    views = static_views(nb)
-    nbformat.write(_normalize(nb), sol_dir / f"{aid}.ipynb")
-    rel_path = release / f"{aid}.ipynb"
-    nbformat.write(ship_static_views(nbformat.read(rel_path, as_version=4), views), rel_path)
+    for name in notebooks(aid):
+        nb = execute(solution_source(aid, name), sol_dir)
+        views = static_views(nb)
+        nbformat.write(_normalize(nb), sol_dir / f"{name}.ipynb")
+        rel_path = release / f"{name}.ipynb"
+        nbformat.write(ship_static_views(nbformat.read(rel_path, as_version=4), views), rel_path)
 
 
 def _strip_for_compare(nb: nbformat.NotebookNode) -> dict:
@@ -189,14 +196,15 @@ def stale(aid: str) -> list[str]:
                     problems.append(f"assignments/{aid}/{path.name} differs from course/{aid}")
             elif path.read_bytes() != committed.read_bytes():
                 problems.append(f"assignments/{aid}/{path.relative_to(fresh)} differs from course/{aid}")
-    sol = SOLUTIONS / aid / f"{aid}.ipynb"
-    if not sol.exists():
-        problems.append(f"solutions/{aid}/{aid}.ipynb is missing")
-    else:
-        new = _strip_for_compare(solution_source(aid))
+    for name in notebooks(aid):
+        sol = SOLUTIONS / aid / f"{name}.ipynb"
+        if not sol.exists():
+            problems.append(f"solutions/{aid}/{name}.ipynb is missing")
+            continue
+        new = _strip_for_compare(solution_source(aid, name))
         old = _strip_for_compare(nbformat.read(sol, as_version=4))
         if new["cells"] != old["cells"]:
-            problems.append(f"solutions/{aid}/{aid}.ipynb differs from course/{aid}")
+            problems.append(f"solutions/{aid}/{name}.ipynb differs from course/{aid}")
     return problems
 
 

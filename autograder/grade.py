@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import shutil
 import sys
 import threading
@@ -34,21 +35,29 @@ import nbformat
 from secondorder.exercises import EXERCISES
 
 from . import audit as audit_mod
-from . import secret
-from .course import COURSE, REPO, WIDGET_VIEW, assignments_in_course, nbgrader_config, prepare, sanitize
+from . import feedback as feedback_mod
+from . import lms, secret
+from .course import COURSE, REPO, assignments_in_course, nbgrader_config, prepare, sanitize
 from .executors import ClusterError, UnitLost, make_executor, run_unit
 from .replay import ReplayExecute
 from .sandbox import Sandbox
-from .submissions import Submission, SubmissionsError, collect_all, extract
+from .submissions import Submission, SubmissionsError, extract, safe_id
 
-STATUSES = ("ok", "failed", "error", "timeout", "tampered", "missing", "delegated", "refused")
+# "awaiting": a written answer or task still to be graded by hand (score blank); "hand-graded": its score is the
+# grader's from the Formgrader (also when it overrides an automatic score).
+STATUSES = ("ok", "failed", "error", "timeout", "tampered", "missing", "delegated", "refused", "awaiting",
+            "hand-graded")
 # student_id is the name as received; grading_id the safe id of the gradebook and the grading folder.
 CSV_FIELDS = ["student_id", "grading_id", "assignment", "grade_id", "score", "max_score", "status", "message"]
 UNPLACED = ".unplaced.json"   # in .results/: what the last run found but could not place
+ABSENT = ".absent.json"       # in .results/: students of the last run's roster with nothing handed in
 NOTEBOOK_WALL_S = 300.0
 CELL_TIMEOUT_S = 60
 VERSION = "1"   # bump to invalidate cached results when grading rules change
 NBGRADER_FILES = ("timestamp.txt", "submission_secret.txt")   # written by `nbgrader collect`
+# nbgrader's gradebook makes SQLAlchemy warn about its own session handling on every autograde; it is no
+# problem of the submission or of the grading, and printed among results it reads like one.
+warnings.filterwarnings("ignore", message=r"Object of type <(Submitted|Grade|Comment)\w*> not in session")
 PLANNERS = 4      # threads that read and audit submissions while the executor grades others
 
 
@@ -185,7 +194,8 @@ class Grader:
     def _plan_notebook(self, plan: _Plan, nb_id: str, source) -> None:
         sub = plan.sub
         functions = audit_mod.graded_functions(source, set(EXERCISES))
-        graded = [(c, audit_mod.nbgrader_meta(c)) for c in source.cells if audit_mod.nbgrader_meta(c).get("grade")]
+        graded = [(c, audit_mod.nbgrader_meta(c)) for c in source.cells
+                  if audit_mod.nbgrader_meta(c).get("grade") or audit_mod.nbgrader_meta(c).get("task")]
 
         def everything(status, message):
             plan.done[nb_id] = {
@@ -217,16 +227,17 @@ class Grader:
                                             "setup": audit_mod.setup_source(source, name),
                                             "draw": secret.draw_for(self.key, sub.student, name,
                                                                     found.answers[name])})
-        plan.context[nb_id] = (functions, graded, found, submitted)
-        if not self.execute:
-            plan.run_status[nb_id] = "not executed"
-            return
         try:
             with self._db_lock:   # nbgrader's OverwriteCells reads the gradebook
                 nb = sanitize(nbformat.from_dict(json.loads(json.dumps(repaired))), self.out, sub.student,
                               sub.assignment, nb_id)
         except Exception as exc:  # nbgrader refused the notebook; grading goes on without outputs
-            plan.run_status[nb_id] = f"not executed: nbgrader could not prepare it ({type(exc).__name__}: {exc})"
+            nb, why = None, f"not executed: nbgrader could not prepare it ({type(exc).__name__}: {exc})"
+        # Answer cells nbgrader scores 0 by itself: unchanged since the release (their checksum holds).
+        unanswered = set() if nb is None else _unchanged_answers(nb)
+        plan.context[nb_id] = (functions, graded, found, submitted, unanswered)
+        if nb is None or not self.execute:
+            plan.run_status[nb_id] = why if nb is None else "not executed"
             return
         files = {f.name: f.read_bytes() for f in (self.out / "source" / sub.assignment).iterdir()
                  if f.is_file() and f.suffix != ".ipynb"}
@@ -240,21 +251,12 @@ class Grader:
             if nb_id in plan.done:
                 record["notebooks"][nb_id] = plan.done[nb_id]
                 continue
-            functions, graded, found, submitted = plan.context[nb_id]
+            functions, graded, found, submitted, unanswered = plan.context[nb_id]
             checked = result["checks"].get(nb_id, {})
             verdicts = {name: checked.get(name) for name in functions}
             patch_note = (f"the notebook replaces library functions ({', '.join(sorted(set(found.patches))[:3])}); "
                           "this has no effect on grading") if found.patches else ""
-            cells = {}
-            for cell, meta in graded:
-                gid, points = meta["grade_id"], float(meta.get("points", 0))
-                if cell.cell_type == "code" and not meta.get("solution"):
-                    cells[gid] = self._test_cell_row(gid.removeprefix("test_"), points, verdicts, found, patch_note,
-                                                     gid)
-                else:
-                    cells[gid] = self._manual_row(gid, points, submitted, found,
-                                                  self._released_source(sub.assignment, nb_id, gid))
-            executed, run_status = None, plan.run_status.get(nb_id, "not executed")
+            executed, run_status, ran_cells = None, plan.run_status.get(nb_id, "not executed"), {}
             ran = result["runs"].get(nb_id)
             if ran is not None:
                 run_status = ran["status"]
@@ -264,6 +266,23 @@ class Grader:
                     if not out.exists() or out.read_text() != ran["ipynb"]:
                         out.write_text(ran["ipynb"])
                     executed = str(out)
+                    ran_cells = {audit_mod.nbgrader_meta(c).get("grade_id"): c
+                                 for c in nbformat.reads(ran["ipynb"], as_version=4).cells}
+            cells = {}
+            for cell, meta in graded:
+                gid, points = meta["grade_id"], float(meta.get("points", 0))
+                if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+                    if gid.removeprefix("test_") in functions:      # a course exercise: its function checks
+                        cells[gid] = self._test_cell_row(gid.removeprefix("test_"), points, verdicts, found,
+                                                         patch_note, gid)
+                    else:                                           # any other test cell: as nbgrader grades it
+                        cells[gid] = _output_row(gid, points, ran_cells.get(gid), run_status,
+                                                 found.notes.get(gid, []))
+                else:
+                    cells[gid] = self._manual_row(gid, points, submitted, found,
+                                                  self._released_source(sub.assignment, nb_id, gid),
+                                                  task=bool(meta.get("task")) and not meta.get("grade"),
+                                                  unanswered=gid in unanswered)
             record["notebooks"][nb_id] = {"cells": cells, "executed": executed, "run_status": run_status,
                                           "corrupt": False}
         if result.get("host"):                         # where and how long the sandboxed work ran
@@ -306,25 +325,38 @@ class Grader:
                 self._release_cache[key] = {}
         return self._release_cache[key].get(gid)
 
-    def _manual_row(self, gid, points, submitted, found, stub: str | None = None) -> dict:
-        cell = audit_mod.answer_cells(submitted).get(gid)
+    def _manual_row(self, gid, points, submitted, found, stub: str | None = None, task: bool = False,
+                    unanswered: bool = False) -> dict:
         notes = found.notes.get(gid, [])
+        if task:     # a task: the student answers in cells of their own below it; only a person can say
+            return {"score": None, "max_score": points, "status": "tampered" if notes else "awaiting",
+                    "message": "task: awaiting a hand grade in the Formgrader" + "".join(f"; {n}" for n in notes)}
+        cell = audit_mod.answer_cells(submitted).get(gid)
         text = cell.source.strip() if cell is not None else ""
-        if cell is None or text in ("", "YOUR ANSWER HERE") or (stub is not None and text == stub.strip()):
+        if cell is None or unanswered or text in ("", "YOUR ANSWER HERE") \
+                or (stub is not None and text == stub.strip()):
             return {"score": 0.0, "max_score": points, "status": "missing",
-                    "message": "no written answer" + "".join(f"; {n}" for n in notes)}
-        return {"score": None, "max_score": points, "status": "tampered" if notes else "ok",
-                "message": "written answer: to be graded by hand in the Formgrader"
-                           + "".join(f"; {n}" for n in notes)}
+                    "message": "no answer: the cell is as released" + "".join(f"; {n}" for n in notes)}
+        return {"score": None, "max_score": points, "status": "tampered" if notes else "awaiting",
+                "message": "answer awaiting a hand grade in the Formgrader" + "".join(f"; {n}" for n in notes)}
 
     # -- the batch -----------------------------------------------------------------------------
 
-    def grade(self, submissions: Path, assignment: str | None = None) -> list[dict]:
-        """Grade everything under ``submissions`` (a folder or a zip); write grades.csv; return its rows."""
+    def grade(self, submissions: Path, assignment: str | None = None, roster: Path | None = None) -> list[dict]:
+        """Grade everything under ``submissions`` (a folder or a zip); write grades.csv; return its rows.
+
+        ``submissions`` may be laid out ``<student>/<assignment>/``, nbgrader's ``submitted/`` tree, or an LMS
+        download as it comes (:mod:`autograder.lms`); ``roster`` (a CSV: id, name, e-mail, LMS id) maps the LMS'
+        students to ids and puts their names into the gradebook.
+        """
         submissions = Path(submissions)
         known = assignments_in_course(self.course)
         if assignment is not None and assignment not in known:
             raise SubmissionsError(f"unknown assignment {assignment!r}; the course has {sorted(known)}")
+        try:
+            class_list = lms.read_roster(roster) if roster is not None else None
+        except lms.RosterError as exc:
+            raise SubmissionsError(str(exc)) from None
         self.key  # noqa: B018 - the key is created (once) here, before any thread needs it
         damaged, originals = {}, {}
         if submissions.is_file():
@@ -336,7 +368,9 @@ class Grader:
                                        "rewrites; grade into another --out (e.g. nbgrader's collected "
                                        "course/submitted with --out grading)")
             self.sandbox.hide.append(root)
-        valid, unplaced = collect_all(root, assignment, known, damaged=damaged, originals=originals)
+        sources = lms.read_sources(self.course, known)
+        arranged = lms.arrange(root, self.out / ".arranged", sources, class_list, damaged, originals)
+        valid, unplaced = lms.collect_arranged(arranged, assignment, known, sources)
         if not valid and not unplaced:
             raise SubmissionsError(f"no submissions found under {submissions} (expected "
                                    "<student_id>/<assignment_id>/<notebook>.ipynb)")
@@ -347,6 +381,13 @@ class Grader:
             print(f"warning: not graded: {u.reason}", file=sys.stderr)
         self.results.mkdir(parents=True, exist_ok=True)
         (self.results / UNPLACED).write_text(json.dumps([u.__dict__ for u in unplaced], indent=1))
+        # A student of the roster with no submission of an assignment graded here: a row that says so.
+        graded = sorted({s.assignment for s in valid} | ({assignment} if assignment else set()))
+        handed_in = {(s.student, s.assignment) for s in valid}
+        absent = [{"student": safe_id(e.id), "original": e.id, "assignment": aid}
+                  for e in (class_list.entries.values() if class_list is not None else ()) for aid in graded
+                  if (safe_id(e.id), aid) not in handed_in]
+        (self.results / ABSENT).write_text(json.dumps(absent, indent=1))
         if not valid:
             return self.write_csv()
         # The cluster first: an unreachable scheduler is reported before any work is done.
@@ -357,8 +398,10 @@ class Grader:
         finally:
             if self.executor is None:
                 executor.close()
+        if class_list is not None:
+            self._enrol(api, class_list)
         present = self._in_gradebook()
-        self.stats = {"graded": 0, "reused": 0, "recorded": 0, "rerecorded": 0}
+        self.stats = {"graded": 0, "reused": 0, "recorded": 0, "rerecorded": 0, "refreshed": 0}
         for rec in sorted(records, key=lambda r: (r["student"], r["assignment"])):
             reused = bool(rec.get("skipped"))
             self.stats["reused" if reused else "graded"] += 1
@@ -366,12 +409,24 @@ class Grader:
             # feedback were complete (killed in either phase, or the gradebook was replaced).
             if reused and rec.get("recorded") == rec["key"] and (rec["student"], rec["assignment"]) in present \
                     and self._feedback_complete(rec):
+                # Scores changed since the feedback was written (a hand grade, a comment): write it again.
+                if rec.get("feedback_state") != self._gradebook_state(rec) and self._write_feedback(api, rec):
+                    self._save(rec)
+                    self.stats["refreshed"] += 1
                 continue
             self._record_in_gradebook(api, rec)
             rec["recorded"] = rec["key"]
             self._save(rec)
             self.stats["rerecorded" if reused else "recorded"] += 1
         return self.write_csv()
+
+    def _enrol(self, api, class_list) -> None:
+        """Every student of the roster into the gradebook, with their name and e-mail (nbgrader export shows them;
+        a student with no submission is listed with 0 there)."""
+        with api.gradebook as gb:
+            for entry in class_list.entries.values():
+                gb.update_or_create_student(safe_id(entry.id), first_name=entry.first_name or None,
+                                            last_name=entry.last_name or None, email=entry.email or None)
 
     def _save(self, record: dict) -> None:
         """Write a student's record atomically: a run killed mid-write leaves the old one or the new one."""
@@ -463,12 +518,7 @@ class Grader:
 
     def _record_in_gradebook(self, api, rec: dict) -> None:
         """Phase 2: nbgrader autograde (replaying the sandboxed run) and feedback, for one student."""
-        config = nbgrader_config(self.out)
-        config.ReplayExecute.results_dir = str(self.results)
-        config.Autograde.autograde_preprocessors = _autograde_preprocessors()
-        config.GenerateFeedback.preprocessors = _feedback_preprocessors()
-        api.update_config(config)
-        api.coursedir.update_config(config)
+        self._configure(api)
         sid, aid = rec["student"], rec["assignment"]
         if any(nb.get("corrupt") for nb in rec["notebooks"].values()):
             self._record_without_nbgrader(api, rec)
@@ -478,10 +528,52 @@ class Grader:
             rec.setdefault("problems", []).append("nbgrader autograde failed: " + _last_line(result))
             self._record_without_nbgrader(api, rec)
             return
+        self._write_feedback(api, rec)
+
+    def _configure(self, api) -> None:
+        """nbgrader's autograde replays the sandboxed run; its feedback is the course's (autograder.feedback)."""
+        config = nbgrader_config(self.out)
+        config.ReplayExecute.results_dir = str(self.results)
+        config.Autograde.autograde_preprocessors = _autograde_preprocessors()
+        feedback_mod.configure(config)
+        api.update_config(config)
+        api.coursedir.update_config(config)
+
+    def _write_feedback(self, api, rec: dict) -> bool:
+        """nbgrader's generate_feedback for one submission; note the gradebook state it was written from."""
+        sid, aid = rec["student"], rec["assignment"]
+        if any(nb.get("corrupt") for nb in rec["notebooks"].values()):
+            return False                                     # recorded without nbgrader: no feedback page
+        state = self._gradebook_state(rec)
+        self._configure(api)
         feedback = api.generate_feedback(aid, sid, force=True)
         if not feedback["success"]:
             rec.setdefault("problems", []).append("nbgrader generate_feedback failed: " + _last_line(feedback))
             print(f"warning: {sid}/{aid}: no feedback: {_last_line(feedback)}", file=sys.stderr)
+            return False
+        rec["feedback_state"] = state
+        return True
+
+    def _gradebook_state(self, rec: dict) -> str:
+        """A digest of everything the feedback shows from the gradebook: every score, comment and penalty."""
+        from nbgrader.api import Gradebook, MissingEntry
+        db = self.out / "gradebook.db"
+        if not db.exists():
+            return ""
+        h = hashlib.sha256()
+        with Gradebook(f"sqlite:///{db}") as gb:
+            try:
+                submission = gb.find_submission(rec["assignment"], rec["student"])
+            except MissingEntry:
+                return ""
+            for nb in sorted(submission.notebooks, key=lambda n: n.name):
+                h.update(repr((nb.name, nb.late_submission_penalty)).encode())
+                for g in sorted(nb.grades, key=lambda g: g.name):
+                    h.update(repr((g.name, g.auto_score, g.manual_score, g.extra_credit,
+                                   g.needs_manual_grade)).encode())
+                for c in sorted(nb.comments, key=lambda c: c.name):
+                    h.update(repr((c.name, c.auto_comment, c.manual_comment)).encode())
+        return h.hexdigest()
 
     def _record_without_nbgrader(self, api, rec: dict) -> None:
         """Record a submission nbgrader could not process: the grader's scores, the reasons as comments."""
@@ -522,18 +614,31 @@ class Grader:
                 continue
             for nb_id, nb in sorted(rec["notebooks"].items()):
                 for gid, row in nb["cells"].items():
-                    score = row["score"]
-                    if score is None:
-                        score = manual.get((rec["student"], rec["assignment"], nb_id, gid))
+                    score, status, message = row["score"], row["status"], row["message"]
+                    by_hand = manual.get((rec["student"], rec["assignment"], nb_id, gid))
+                    if by_hand is not None:         # the Formgrader's score stands, also over an automatic one
+                        message = f"graded by hand: {by_hand:g} of {row['max_score']:g}" + (
+                            "" if score is None else f" (the autograder gave {score:g}: {message})")
+                        score, status = by_hand, "hand-graded"
                     rows.append({"student_id": rec.get("original", rec["student"]), "grading_id": rec["student"],
                                  "assignment": rec["assignment"], "grade_id": gid,
                                  "score": "" if score is None else f"{float(score):g}",
-                                 "max_score": f"{row['max_score']:g}", "status": row["status"],
-                                 "message": row["message"]})
+                                 "max_score": f"{row['max_score']:g}", "status": status,
+                                 "message": message})
         try:
             unplaced = json.loads((self.results / UNPLACED).read_text())
         except (OSError, ValueError):
             unplaced = []
+        try:
+            absent = json.loads((self.results / ABSENT).read_text())
+        except (OSError, ValueError):
+            absent = []
+        have = {(r["grading_id"], r["assignment"]) for r in rows}
+        for a in absent:
+            if (a["student"], a["assignment"]) not in have:
+                rows.append({"student_id": a["original"], "grading_id": a["student"], "assignment": a["assignment"],
+                             "grade_id": "", "score": "0", "max_score": "", "status": "missing",
+                             "message": "on the roster, but no submission of this assignment was found"})
         for u in unplaced:
             parts = u["path"].split("/")
             rows.append({"student_id": u["student"], "grading_id": "", "assignment": parts[1] if len(parts) > 2 else "",
@@ -560,6 +665,75 @@ class Grader:
         return scores
 
 
+def _unchanged_answers(nb) -> set[str]:
+    """grade_ids of the hand-graded answer cells of a sanitized notebook that nbgrader itself scores 0."""
+    from nbgrader.utils import determine_grade, is_grade, is_solution
+    found = set()
+    for cell in nb.cells:
+        if is_grade(cell) and is_solution(cell):
+            try:
+                if determine_grade(cell)[0] == 0:
+                    found.add(cell.metadata["nbgrader"]["grade_id"])
+            except Exception:  # noqa: BLE001 - odd metadata: the cell is graded by hand as usual
+                pass
+    return found
+
+
+def _output_row(gid: str, points: float, cell, run_status: str, notes: list[str]) -> dict:
+    """A test cell graded as nbgrader grades it: by the outputs of the cell in the sandboxed run.
+
+    Full points when it ran without an error and printed nothing to stderr; 0 otherwise; partial credit when
+    its result is a number (:func:`nbgrader.utils.determine_grade`). A cell the run never reached scores 0.
+    """
+    from nbgrader.utils import determine_grade
+
+    extra = "".join(f"\n- note: {n}" for n in notes)
+    if cell is None or (cell.get("execution_count") is None and not cell.get("outputs")):
+        stopped = run_status if cell is None else f"the run stopped before it ({run_status})"
+        timeout = "limit" in run_status or "time" in run_status
+        return {"score": 0.0, "max_score": points, "status": "timeout" if timeout else "error",
+                "message": f"{gid}: 0 points: the cell did not run; {stopped}" + extra, "outputs": False}
+    score, _ = determine_grade(nbformat.from_dict({**cell, "metadata": {
+        "nbgrader": {**cell.metadata.get("nbgrader", {}), "points": points}}}))
+    score = round(float(score), 2)
+    error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+    stderr = next((o for o in cell.get("outputs", []) if o.get("output_type") == "stream"
+                   and o.get("name") == "stderr"), None)
+    if error is not None:
+        timeout = error.get("ename") in ("CellTimeoutError", "KeyboardInterrupt") and "time" in run_status
+        status = "timeout" if timeout else "failed"
+        evalue = str(error.get("evalue", "")).strip().splitlines()
+        message = f"{gid}: 0 points: {error.get('ename', 'error')}" + (f": {evalue[0][:300]}" if evalue else "")
+        line = _failing_line(error.get("traceback", []))
+        if line:
+            message += f" at `{line[:200]}`"
+    elif stderr is not None:
+        status = "failed"
+        first = (str(stderr.get("text", "")).strip().splitlines() or [""])[0][:300]
+        message = (f"{gid}: 0 points: the cell wrote to stderr, which nbgrader counts as a failure ({first})")
+    elif score < points:
+        status = "failed"
+        message = f"{gid}: partial credit {score:g} of {points:g} (the number the cell returned)"
+    else:
+        status = "ok"
+        message = f"{gid}: passed (the cell ran without an error)"
+    if notes and status in ("ok", "failed"):
+        status = "tampered"
+    return {"score": score, "max_score": points, "status": status, "message": message + extra, "outputs": True}
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _failing_line(traceback: list[str]) -> str:
+    """The source line IPython marks with an arrow in the last frame of a traceback, without colours."""
+    for frame in reversed(traceback):
+        for text in _ANSI.sub("", str(frame)).splitlines():
+            if text.lstrip().startswith("---->") or text.lstrip().startswith("->"):
+                return re.sub(r"^\s*-+>\s*\d*\s*", "", text).strip()
+    return ""
+
+
 def _read_record(path: Path) -> dict | None:
     """A saved record, or None when there is none or it cannot be read (then the student is graded again)."""
     try:
@@ -578,20 +752,3 @@ def _autograde_preprocessors():
     from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, LimitOutput, SaveAutoGrades
     return [ReplayExecute, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties,
             CheckCellMetadata]
-
-
-def _feedback_preprocessors():
-    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor, Preprocessor
-    from nbgrader.preprocessors import ClearHiddenTests, GetGrades
-
-    class StaticDemos(Preprocessor):
-        """A demo's output holds its live widgets and a static image: feedback HTML has no kernel, show the image."""
-
-        def preprocess_cell(self, cell, resources, index):
-            for output in cell.get("outputs", []):
-                data = output.get("data", {})
-                if WIDGET_VIEW in data and "image/png" in data:
-                    del data[WIDGET_VIEW]
-            return cell, resources
-
-    return [ClearHiddenTests, GetGrades, StaticDemos, CSSHTMLHeaderPreprocessor]

@@ -129,6 +129,9 @@ def _save(nb, dst: str) -> None:
 def main(src: str, dst: str, cell_timeout: int) -> int:
     nb = nbformat.read(src, as_version=4)
     _cap_kernel_output()
+    # The sandbox draws off screen (Agg) for everything else; the kernel draws inline, as in JupyterLab, so
+    # the feedback keeps the student's own `plt.show()` figures.
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     client = CappedClient(nb, timeout=cell_timeout, allow_errors=True, kernel_name="python3",
                           interrupt_on_timeout=True, record_timing=False, resources={"metadata": {"path": "."}},
                           shutdown_kernel="immediate")   # the work is saved: a kernel stuck on a thread is no

@@ -31,14 +31,18 @@ class ReplayExecute(NbGraderPreprocessor):
         ran = nbformat.read(executed, as_version=4) if executed and Path(executed).exists() else None
         cells = record.get("cells", {})
         for i, cell in enumerate(nb.cells):
+            copied = False
             if ran is not None and i < len(ran.cells) and ran.cells[i].cell_type == cell.cell_type \
                     and ran.cells[i].source == cell.source and cell.cell_type == "code":
                 cell.outputs = ran.cells[i].get("outputs", [])
                 cell.execution_count = ran.cells[i].get("execution_count")
+                copied = True
             meta = cell.metadata.get("nbgrader", {})
             gid = meta.get("grade_id")
             if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution") and gid in cells:
                 row = cells[gid]
+                if row.get("outputs") and copied:   # graded by its own outputs, as nbgrader grades: keep them
+                    continue
                 cell.outputs = [new_output("stream", name="stdout", text=row["message"] + "\n"),
                                 new_output("execute_result", data={"text/plain": repr(float(row["score"]))},
                                            execution_count=cell.get("execution_count"))]
