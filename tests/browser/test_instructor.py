@@ -25,8 +25,9 @@ EXAMPLE = Path(nbgrader.__file__).parent / "docs" / "source" / "user_guide"
 @pytest.mark.skipif(not (EXAMPLE / "source" / "ps1").is_dir(), reason="nbgrader ships no example course")
 def test_a_hand_grade_typed_in_the_formgrader_reaches_the_returned_feedback(browser, tmp_path, shots):
     sys.path[:0] = [str(REPO)]
-    from autograder.grade import Grader
     from nbgrader.api import Gradebook
+
+    from autograder.grade import Grader
 
     course = tmp_path / "course"
     shutil.copytree(EXAMPLE / "source" / "ps1", course / "ps1")
