@@ -12,6 +12,7 @@ on that; it stops the process itself when the results are in, or at the time lim
 Usage: python child_runner.py request.pt START OUT_DIR
 """
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import os
@@ -112,6 +113,12 @@ class _Capped:
         return getattr(self._stream, name)
 
 
+def _flop_counter():
+    """PyTorch's count of the matrix products run inside it (cases that check cost)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    return FlopCounterMode(display=False)
+
+
 def _save(obj, path: str) -> None:
     """``torch.save`` to ``path`` through a temporary name: the grader never reads half a file."""
     import torch
@@ -152,21 +159,26 @@ def main(request_path: str, start: int, out: str) -> int:
         return 0
     if start == 0:
         _save({"error": None}, answer_pt)
+    count_flops = request.get("count_flops") or [False] * len(request["cases"])
     for i in range(start, len(request["cases"])):
         counters = []
         args = _decode(request["cases"][i], counters)
         _touch(os.path.join(out, f"case_{i}.started"))
+        counter = _flop_counter() if count_flops[i] else contextlib.nullcontext()
         t0 = time.perf_counter()
         try:
-            value, error = fn(*args), None
+            with counter:
+                value, error = fn(*args), None
         except BaseException as exc:  # noqa: BLE001
             value, error = None, f"{type(exc).__name__}: {str(exc)[:2000]}"
         seconds = time.perf_counter() - t0
+        flops = int(counter.get_total_flops()) if count_flops[i] and error is None else None
         plain = _plain(value)
         if isinstance(value, torch.Tensor) and value.requires_grad and plain.is_floating_point():
             plain.requires_grad_(True)          # the grader checks results that must come back detached
         result = {"out": plain, "args_after": _plain([None if isinstance(a, _Counted) else a for a in args]),
-                  "error": error, "seconds": seconds, "calls": [c.calls for c in counters]}
+                  "error": error, "seconds": seconds, "calls": [c.calls for c in counters],
+                  "flops": flops}
         _save(result, os.path.join(out, f"case_{i}.pt"))
     return 0
 

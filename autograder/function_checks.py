@@ -80,7 +80,8 @@ def check_function(exercise: Exercise, answer: str, setup: list[str], workdir: P
     args = [case.make_args() for case in cases]
     encode = getattr(exercise, "encode_args", None)
     torch.save({"name": exercise.name, "setup": list(setup), "answer": answer,
-                "cases": [encode(a) if encode else a for a in args]}, workdir / "request.pt")
+                "cases": [encode(a) if encode else a for a in args],
+                "count_flops": [bool(getattr(c, "count_flops", False)) for c in cases]}, workdir / "request.pt")
     shutil.copy(HERE / "child_runner.py", workdir / "child_runner.py")
     verdict = Verdict(exercise.name)
     outcomes: dict[int, CaseResult] = {}
@@ -198,4 +199,4 @@ def _judge(exercise: Exercise, case, args, result: dict) -> CaseResult:
         return exercise.judge(case, args, None, error=result["error"])
     decode_after = result.get("args_after")
     return exercise.judge(case, args, result.get("out"), args_after=tuple(decode_after) if decode_after else None,
-                          calls=result.get("calls"))
+                          calls=result.get("calls"), flops=result.get("flops"))

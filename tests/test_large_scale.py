@@ -1,6 +1,7 @@
 """Section 07's library additions: the singular-value map of Newton–Schulz and transformers of any size."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -71,3 +72,56 @@ def test_config_for_size_matches_the_7b_preset_shape():
 def test_config_for_size_rejects_bad_arguments():
     with pytest.raises(ValueError, match="n_params"):
         transformer_config_for_size(0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The newton_schulz exercise: the visible tall case counts matrix products, so a missing transpose fails it
+
+
+MUTANT = Path(__file__).resolve().parents[1] / "autograder/mutants/newton_schulz/no_transpose.py"
+
+
+def _no_transpose():
+    """The catalogued answer that never transposes, as a function here."""
+    namespace = {}
+    exec(compile(MUTANT.read_text(), str(MUTANT), "exec"), namespace)
+    return namespace["newton_schulz"]
+
+
+def _products_reused(G, steps=5, coefficients=(3.4445, -4.7750, 2.0315), eps=1e-7):
+    """Right, with the products grouped as A(AX): about 1.3× the reference's FLOPs on the tall case."""
+    a, b, c = coefficients
+    tall = G.shape[0] > G.shape[1]
+    X = G.mT if tall else G
+    X = X / (torch.linalg.matrix_norm(X) + eps)
+    for _ in range(steps):
+        A = X @ X.mT
+        AX = A @ X
+        X = a * X + b * AX + c * (A @ AX)
+    return X.mT if tall else X
+
+
+def test_the_visible_tall_case_fails_an_answer_without_the_transpose():
+    from secondorder.exercises.newton_schulz import NewtonSchulz
+
+    exercise = NewtonSchulz()
+    failed = [r for r in exercise.run_in_process(_no_transpose()).results if not r.passed]
+    assert [r.case.id for r in failed] == ["tall/64×24/float64"]
+    assert "Gram matrix was 64×64, not 24×24" in failed[0].message and "Transpose a tall G" in failed[0].message
+    for answer in (newton_schulz, _products_reused):
+        assert all(r.passed for r in exercise.run_in_process(answer).results)
+
+
+def test_the_grader_counts_the_products_in_its_sandbox(tmp_path):
+
+    from secondorder.exercises.newton_schulz import NewtonSchulz
+
+    from autograder.function_checks import check_function
+    from autograder.sandbox import Sandbox
+
+    exercise = NewtonSchulz()
+    visible = type("Visible", (), {"cases": lambda self, draw=None: [c for c in exercise.cases() if not c.hidden],
+                                   "__getattr__": lambda self, name: getattr(exercise, name)})()
+    verdict = check_function(visible, MUTANT.read_text(), ["import torch"], tmp_path / "work", Sandbox())
+    failed = [r for r in verdict.results if not r.passed]
+    assert [r.case.id for r in failed] == ["tall/64×24/float64"] and "5.2×" in failed[0].message

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor
 
+from ..cost_model import counted_flops
 from .generators import drawn
 
 LIKELY_CAUSE = " — likely cause: "
@@ -44,6 +45,9 @@ class Case:
         Hidden cases run only in the hidden tests and the autograder.
     timeout_s : float
         Wall-clock budget for one call of the student's function in the autograder.
+    count_flops : bool
+        Count the FLOPs of the matrix products the call runs (:func:`count_matmul_flops`), in the notebook's
+        checks and in the autograder alike, for :meth:`Exercise.check_cost`.
     """
 
     id: str
@@ -51,6 +55,18 @@ class Case:
     make_args: Callable[[], tuple]
     hidden: bool = False
     timeout_s: float = 10.0
+    count_flops: bool = False
+
+
+def count_matmul_flops(fn: Callable, *args):
+    """``(fn(*args), FLOPs)``: the result and :func:`~secondorder.cost_model.counted_flops` of the call.
+
+    PyTorch's count of matrix products is the same on every device: a cost check on it is a property of the
+    code, not of the machine's speed.
+    """
+    out = []
+    flops = counted_flops(lambda: out.append(fn(*args)))
+    return out[0], flops
 
 
 @dataclass
@@ -273,6 +289,9 @@ class Exercise:
     def check_calls(self, case: Case, args: tuple, calls: list[int] | None) -> None:
         """Raise AssertionError when the function arguments were called too often (optional)."""
 
+    def check_cost(self, case: Case, args: tuple, flops: int) -> None:
+        """Raise AssertionError when the call's matrix products cost too much (cases with ``count_flops``)."""
+
     def diagnose(self, case: Case, args: tuple, out) -> str | None:
         """Name the likely misconception behind a wrong ``out``, or return None."""
         return None
@@ -298,10 +317,11 @@ class Exercise:
         return type(self).reference(*args)
 
     def judge(self, case: Case, args: tuple, out, args_after: tuple | None = None,
-              error: str | None = None, calls: list[int] | None = None) -> CaseResult:
+              error: str | None = None, calls: list[int] | None = None, flops: int | None = None) -> CaseResult:
         """Judge one call: ``out`` returned (or ``error`` raised) with ``args``; ``args_after`` as left.
 
-        ``calls`` counts the calls of each function argument, for exercises that check cost.
+        ``calls`` counts the calls of each function argument, ``flops`` the FLOPs of the call's matrix
+        products (for cases with ``count_flops``), for exercises that check cost.
         """
         if error is not None:
             if "DelegationError" in error:
@@ -328,6 +348,8 @@ class Exercise:
             try:
                 self.compare(case, args, out, expected)
                 self.check_calls(case, args, calls)
+                if flops is not None:
+                    self.check_cost(case, args, flops)
             except AssertionError:
                 raise
             except Exception as exc:  # an answer of a shape or type the checks did not foresee is still the answer's
@@ -353,11 +375,15 @@ class Exercise:
             args = case.make_args()
             work = clone_args(args)
             counted = source_functions(work)
+            flops = None
             try:
-                out = fn(*work)
+                if case.count_flops:
+                    out, flops = count_matmul_flops(fn, *work)
+                else:
+                    out = fn(*work)
             except Exception as exc:  # the student's error is the result being judged
                 verdict.results.append(self.judge(case, args, None, error=f"{type(exc).__name__}: {exc}"))
                 continue
             verdict.results.append(self.judge(case, args, out, args_after=work,
-                                              calls=[c.calls for c in counted] if counted else None))
+                                              calls=[c.calls for c in counted] if counted else None, flops=flops))
         return verdict

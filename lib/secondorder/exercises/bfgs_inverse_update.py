@@ -26,7 +26,7 @@ class RaisesOnInvalidInput(Exercise):
         """Why the reference refuses ``args`` (a sentence for the student), or None when it accepts them."""
         return None
 
-    def judge(self, case, args, out, args_after=None, error=None, calls=None):
+    def judge(self, case, args, out, args_after=None, error=None, calls=None, flops=None):
         reason = self.invalid_reason(args)
         if reason is None:
             if error is not None and error.startswith("ValueError"):
@@ -37,7 +37,7 @@ class RaisesOnInvalidInput(Exercise):
                     hint = None
                 if hint:
                     return CaseResult(case, False, hint, "error")
-            return super().judge(case, args, out, args_after=args_after, error=error, calls=calls)
+            return super().judge(case, args, out, args_after=args_after, error=error, calls=calls, flops=flops)
         if error is not None:
             if error.startswith("ValueError"):
                 return CaseResult(case, True)

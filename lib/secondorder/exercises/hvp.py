@@ -149,7 +149,7 @@ class HVP(Exercise):
         ]
         return cases
 
-    def judge(self, case, args, out, args_after=None, error=None, calls=None):
+    def judge(self, case, args, out, args_after=None, error=None, calls=None, flops=None):
         if error is not None:
             n = args[1].numel()
             if any(k in error for k in ("can't allocate", "MemoryError", "DefaultCPUAllocator", "out of memory")):
@@ -174,7 +174,7 @@ class HVP(Exercise):
                 error += (f" — likely cause: ∇f(x)ᵀv is not formed as a scalar{where}: it is the sum of the "
                           "elementwise products, (g * v).sum(), or pass grad_outputs=v; torch.dot and @ take the "
                           "inner product of vectors only")
-        return super().judge(case, args, out, args_after=args_after, error=error, calls=calls)
+        return super().judge(case, args, out, args_after=args_after, error=error, calls=calls, flops=flops)
 
     def compare(self, case, args, out, expected):
         testing.check_tensor_like("Hv", out, expected)

@@ -155,8 +155,8 @@ class KFACPrecondition(Exercise):
         ]
         return cases
 
-    def judge(self, case, args, out, args_after=None, error=None, calls=None):
-        result = super().judge(case, args, out, args_after=args_after, error=error, calls=calls)
+    def judge(self, case, args, out, args_after=None, error=None, calls=None, flops=None):
+        result = super().judge(case, args, out, args_after=args_after, error=error, calls=calls, flops=flops)
         if error is not None and result.status == "error" and any(k in error for k in _MEMORY_ERRORS):
             d_out, d_in = args[0].shape
             size = (d_out * d_in) ** 2 * args[0].element_size()

@@ -265,9 +265,9 @@ class PowerIteration(Exercise):
         power_iteration(counted, *args[1:])
         return count[0]
 
-    def judge(self, case, args, out, args_after=None, error=None, calls=None):
+    def judge(self, case, args, out, args_after=None, error=None, calls=None, flops=None):
         self._calls = calls[0] if calls else None
-        return super().judge(case, args, out, args_after=args_after, error=error, calls=calls)
+        return super().judge(case, args, out, args_after=args_after, error=error, calls=calls, flops=flops)
 
     def compare(self, case, args, out, expected):
         matvec, v0 = args[:2]

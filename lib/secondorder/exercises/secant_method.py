@@ -239,12 +239,12 @@ class SecantMethod(Exercise):
         # The reference calls the raw g, so the counter sees only the student's calls.
         return secant_method(_unwrap(args[0]), *args[1:])
 
-    def judge(self, case, args, out, args_after=None, error=None, calls=None):
+    def judge(self, case, args, out, args_after=None, error=None, calls=None, flops=None):
         self._returned = len(out) if isinstance(out, list) else 0     # for check_calls
         if error is not None and "ZeroDivisionError" in error:
             error = ("ZeroDivisionError: the step divided by g(x_k) − g(x_{k−1}) = 0. When the two values "
                      "are equal the secant is flat and has no zero: stop and return the iterates so far")
-        return super().judge(case, args, out, args_after=args_after, error=error, calls=calls)
+        return super().judge(case, args, out, args_after=args_after, error=error, calls=calls, flops=flops)
 
     def compare(self, case, args, out, expected):
         g, x0, x1 = args[:3]

@@ -165,7 +165,7 @@ class TwoLoopRecursion(RaisesOnInvalidInput):
     def diagnose_invalid(self, case, args, out):
         return "the curvature check is missing: test yᵢᵀsᵢ > 0 for every stored pair and raise ValueError otherwise"
 
-    def judge(self, case, args, out, args_after=None, error=None, calls=None):
+    def judge(self, case, args, out, args_after=None, error=None, calls=None, flops=None):
         if error is not None and any(k in error for k in ("can't allocate", "MemoryError", "DefaultCPUAllocator",
                                                            "out of memory")):
             n = args[0].shape[0]
@@ -173,7 +173,7 @@ class TwoLoopRecursion(RaisesOnInvalidInput):
             return CaseResult(case, False, f"ran out of memory — built an n×n matrix? at n = {n:,} that is "
                               f"{_bytes(size)}: apply H_k with the two loops over the pairs, O(mn), instead",
                               "error")
-        return super().judge(case, args, out, args_after=args_after, error=error, calls=calls)
+        return super().judge(case, args, out, args_after=args_after, error=error, calls=calls, flops=flops)
 
     def compare(self, case, args, out, expected):
         g, s_hist, y_hist = args[:3]
